@@ -1,0 +1,136 @@
+"""Offset pagination that never loses or duplicates a record silently.
+
+dlt's `OffsetPaginator` advances by `limit` (a server that caps pages below it makes it skip
+records), stops only on `total` or an empty page, and cannot notice records entering or leaving
+the window while it pages. This paginator advances by what was actually served, stops on `total`,
+`has_more` or a short page, guards against loops, and re-reads the window when the data shifted
+under the offsets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from requests import Request, Response
+
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+
+from .errors import PaginationError
+from .stats import SyncStats
+
+DEFAULT_MAX_PAGES = 100_000
+DEFAULT_MAX_PASSES = 3
+
+
+class SafeOffsetPaginator(BasePaginator):
+    def __init__(
+        self,
+        resource: str,
+        stats: SyncStats,
+        limit: int = 100,
+        offset: int = 0,
+        offset_param: str = "offset",
+        limit_param: str = "limit",
+        total_path: str = "total",
+        has_more_path: str = "has_more",
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_passes: int = DEFAULT_MAX_PASSES,
+    ) -> None:
+        super().__init__()
+        if limit <= 0:
+            raise ValueError(f"The offset paginator's limit must be positive; got {limit}.")
+        self.resource = resource
+        self.stats = stats
+        self.limit = limit
+        self.initial_offset = offset
+        self.offset_param = offset_param
+        self.limit_param = limit_param
+        self.total_path = total_path
+        self.has_more_path = has_more_path
+        self.max_pages = max_pages
+        self.max_passes = max_passes
+
+    def init_request(self, request: Request) -> None:
+        self._has_next_page = True
+        self.passes = 1
+        self._start_pass()
+        self.update_request(request)
+
+    def _start_pass(self) -> None:
+        self.offset = self.initial_offset
+        self.pages = 0
+        self.first_total: Optional[int] = None
+        self.seen: set = set()
+        self.previous_ids: Optional[List[Any]] = None
+        self.widest_page = 0
+        self.drift: Optional[str] = None
+
+    def update_request(self, request: Request) -> None:
+        if request.params is None:
+            request.params = {}
+        request.params[self.offset_param] = self.offset
+        request.params[self.limit_param] = self.limit
+
+    def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
+        data = data or []
+        payload = response.json()
+        total = payload.get(self.total_path) if isinstance(payload, dict) else None
+        has_more = payload.get(self.has_more_path) if isinstance(payload, dict) else None
+        ids = [record.get("id") for record in data if isinstance(record, dict)]
+        self.stats.page_fetched(self.resource, data, total)
+        self.pages += 1
+
+        if ids and ids == self.previous_ids:
+            raise PaginationError(
+                f"The page at offset {self.offset} of {self.resource} repeats the previous page "
+                f"(ids {ids[0]}..{ids[-1]}): the API does not seem to honour "
+                f"`{self.offset_param}`. Stopped to avoid an endless loop; check the paginator "
+                "configuration."
+            )
+        if self.pages > self.max_pages:
+            raise PaginationError(
+                f"{self.resource}: more than {self.max_pages} pages without reaching the end "
+                "(no `total`, `has_more` or short page); stopped to avoid an endless loop."
+            )
+        self.previous_ids = ids
+        if self.first_total is None:
+            self.first_total = total
+        repeated = self.seen.intersection(ids)
+        if repeated:
+            self._drifted(f"id {min(repeated)} was served twice")
+        elif total is not None and total != self.first_total:
+            self._drifted(f"the window's total changed from {self.first_total} to {total}")
+        self.seen.update(ids)
+        self.offset += len(data)
+        self.widest_page = max(self.widest_page, len(data))
+
+        if total is not None:
+            done = self.offset >= total or not data
+            if done and self.drift is None and len(self.seen) != total:
+                self._drifted(f"{len(self.seen)} distinct ids were served for a total of {total}")
+        elif isinstance(has_more, bool):
+            done = not has_more
+        else:
+            # A page shorter than the widest seen ends the window; a server-side cap below
+            # `limit` makes every page short, so the widest page, not `limit`, is the yardstick.
+            done = not data or len(data) < self.widest_page
+        if done or self.drift:
+            self._finish_pass()
+
+    def _drifted(self, reason: str) -> None:
+        if self.drift is None:
+            self.drift = reason
+
+    def _finish_pass(self) -> None:
+        if self.drift is None:
+            self._has_next_page = False
+            return
+        if self.passes >= self.max_passes:
+            raise PaginationError(
+                f"The data of {self.resource} kept changing while it was paged ({self.drift}) in "
+                f"{self.passes} reads of the window; records would have been skipped or duplicated, "
+                "so nothing was written. Run again when the API is quieter."
+            )
+        self.passes += 1
+        self.stats.restart_window(self.resource)
+        self._start_pass()

@@ -1,0 +1,142 @@
+"""The declared schema: one table of columns, applied as dlt column hints and checked record by record.
+
+dlt's schema contracts do not cover nullability and report violations without the record's id, so
+records are checked here, during extraction, before anything reaches the destination: a violation
+fails the run with nothing committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from .errors import SchemaViolation
+from .stats import SyncStats
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    data_type: str  # a dlt data type
+    nullable: bool
+    description: str
+
+
+RESOURCE_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "resource_name": (
+        Column("id", "bigint", False, "Primary key of the record in the API."),
+        Column("name", "text", False, "Display name of the record."),
+        Column("category", "text", True, "Category the record belongs to."),
+        Column("metric_value", "double", True, "The record's measured value."),
+        Column("event_count", "bigint", True, "Number of events counted for the record."),
+        Column("is_active", "bool", True, "Whether the record is active."),
+        Column("properties", "json", True, "Free-form attributes, kept as one JSON column."),
+        Column("created_at", "timestamp", False, "When the record was created (UTC)."),
+        Column("updated_at", "timestamp", False, "When the record last changed (UTC); partitions filter on it."),
+    )
+}
+
+# Duplicate ids inside one load keep the newest version.
+DEDUP_SORT_COLUMN = "updated_at"
+
+
+def declared_columns(resource: str) -> tuple[Column, ...]:
+    return RESOURCE_COLUMNS.get(resource, ())
+
+
+def column_hints(resource: str) -> dict[str, dict[str, Any]]:
+    """dlt column hints, so the table has these types and NOT NULLs from its first load."""
+    hints: dict[str, dict[str, Any]] = {}
+    for column in declared_columns(resource):
+        hint: dict[str, Any] = {
+            "name": column.name,
+            "data_type": column.data_type,
+            "nullable": column.nullable,
+            "description": column.description,
+        }
+        if column.data_type == "timestamp":
+            hint["timezone"] = True
+        if column.name == DEDUP_SORT_COLUMN:
+            hint["dedup_sort"] = "desc"
+        hints[column.name] = hint
+    return hints
+
+
+def _is_text(value: Any) -> Optional[str]:
+    if not isinstance(value, str):
+        return "is not text"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (it holds an unpaired surrogate)"
+    return None
+
+
+def _is_timestamp(value: Any) -> Optional[str]:
+    if isinstance(value, datetime):
+        return None if value.tzinfo else "is a timestamp without a time zone"
+    if not isinstance(value, str):
+        return "is not an ISO 8601 timestamp"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return f"is not an ISO 8601 timestamp ({value[:40]!r})"
+    return None if parsed.tzinfo else "is a timestamp without a time zone"
+
+
+_CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
+    "bigint": lambda v: None if isinstance(v, int) and not isinstance(v, bool) else "is not an integer",
+    "double": lambda v: None
+    if isinstance(v, (int, float)) and not isinstance(v, bool)
+    else "is not a number",
+    "bool": lambda v: None if isinstance(v, bool) else "is not a boolean",
+    "json": lambda v: None if isinstance(v, (dict, list)) else "is not a JSON object",
+    "text": _is_text,
+    "timestamp": _is_timestamp,
+}
+
+
+class RecordValidator:
+    """Checks records against the declared columns; undeclared fields are drift, not errors,
+    unless the schema is frozen."""
+
+    def __init__(self, resource: str, stats: SyncStats, freeze: bool = False) -> None:
+        self.resource = resource
+        self.stats = stats
+        self.freeze = freeze
+        self.columns = [(c.name, c.nullable, _CHECKS[c.data_type]) for c in declared_columns(resource)]
+        self.declared = {c.name for c in declared_columns(resource)}
+
+    def __call__(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
+        if not isinstance(record, Mapping):
+            raise SchemaViolation(self.resource, None, "<record>", f"is not a JSON object: {str(record)[:60]!r}")
+        record_id = record.get("id")
+        for name, nullable, check in self.columns:
+            value = record.get(name)
+            if value is None:
+                if not nullable:
+                    problem = "is null" if name in record else "is missing"
+                    raise SchemaViolation(self.resource, record_id, name, f"{problem} but is declared NOT NULL")
+                continue
+            problem = check(value)
+            if problem:
+                raise SchemaViolation(self.resource, record_id, name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})")
+        extra = record.keys() - self.declared
+        if extra:
+            if self.freeze:
+                name = sorted(extra)[0]
+                raise SchemaViolation(
+                    self.resource,
+                    record_id,
+                    name,
+                    "is not declared and the schema is frozen (ANALYTICS_SCHEMA_DRIFT=freeze); "
+                    "declare it or set ANALYTICS_SCHEMA_DRIFT=evolve",
+                )
+            self.stats.note_drift(self.resource, set(extra))
+        return record
+
+
+def describe_columns(resource: str) -> Iterable[tuple[str, str, bool, str]]:
+    for column in declared_columns(resource):
+        yield column.name, column.data_type, column.nullable, column.description
