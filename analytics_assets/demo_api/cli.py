@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--records", type=int, default=defaults.records)
     parser.add_argument("--days", type=int, default=defaults.days)
     parser.add_argument(
-        "--end-date", type=date.fromisoformat, default=None, help="exclusive end of the data window (default: today UTC)"
+        "--end-date", type=date.fromisoformat, default=None, help="exclusive end of the data (default: today UTC)"
     )
     parser.add_argument("--client-id", default=defaults.client_id)
     parser.add_argument("--client-secret", default=defaults.client_secret)
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             args.fail_rate, statuses=tuple(args.fail_status or (429, 503)), retry_after=args.retry_after, seed=args.seed
         )
     with api:
-        print(f"Demo analytics API: {config.records} records updated in the {config.days} days before {api.config.end_date}")
+        window = f"{config.days} days before {api.config.end_date}"
+        print(f"Demo analytics API: {config.records} records updated in the {window}")
         print(f"  base URL:      {api.base_url}")
         print(f"  resource URL:  {api.resource_url}")
         print(f"  token URL:     {api.token_url}")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
-            print("Stopping.", flush=True)
+            pass
     return 0
 
 

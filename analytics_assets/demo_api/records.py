@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import gc
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import Any
 
 Record = dict[str, Any]
@@ -46,9 +49,7 @@ def generate_records(count: int, days: int, end_date: date, seed: int = 0) -> li
     pool_size = len(pool)
     records: list[Record] = []
     append = records.append
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # millions of fresh containers otherwise trigger repeated, useless collections
-    try:
+    with paused_gc():
         for i in range(count):
             day = i % days + _MAX_CREATED_LAG_DAYS
             second = int(rand() * _DAY)
@@ -73,10 +74,19 @@ def generate_records(count: int, days: int, end_date: date, seed: int = 0) -> li
                     "updated_at": updated_at,
                 }
             )
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return records
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Building millions of containers otherwise triggers repeated, useless full collections."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _properties_pool() -> list[dict[str, Any]]:
@@ -88,6 +98,7 @@ def _properties_pool() -> list[dict[str, Any]]:
     ]
 
 
+@cache
 def _clock() -> list[str]:
     return [f"{h:02d}:{m:02d}:{s:02d}Z" for h in range(24) for m in range(60) for s in range(60)]
 

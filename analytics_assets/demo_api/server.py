@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
-from .records import Record, clone, format_timestamp, generate_records, parse_timestamp, timestamp_key
+from .records import Record, clone, format_timestamp, generate_records, parse_timestamp, paused_gc, timestamp_key
 
 TOKEN_PATH = "/oauth/token"
 RESOURCE_PATH = "/v1/resource"
@@ -49,6 +49,8 @@ FAULT_KINDS = frozenset(
 MAINTENANCE_HTML = b"<html><body>Service maintenance</body></html>"
 DEFAULT_SLOW_SECONDS = 1.0
 _STOP_JOIN_SECONDS = 5.0
+_WINDOW_CACHE_SIZE = 16
+_FRAGMENT_CACHE_SIZE = 250_000
 
 RetryAfter = int | float | str | None
 
@@ -89,6 +91,10 @@ class _Response(NamedTuple):
 
 def _json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> _Response:
     return _Response(status, json.dumps(payload).encode(), headers=headers)
+
+
+def _invalid_token() -> _Response:
+    return _json_response(401, {"error": "invalid_token"}, (("WWW-Authenticate", 'Bearer error="invalid_token"'),))
 
 
 def _json_default(value: Any) -> Any:
@@ -182,7 +188,7 @@ class _Store:
                 window = [row for row, key in pairs if key is not None and key < hi]
             else:
                 window = [row for row, key in pairs if key is not None and lo <= key < hi]
-            if len(self._windows) >= 64:
+            if len(self._windows) >= _WINDOW_CACHE_SIZE:
                 self._windows.clear()
             self._windows[(lo, hi)] = window
         return window
@@ -190,7 +196,8 @@ class _Store:
     def select(self, lo: str | None, hi: str | None) -> list[Record]:
         with self._lock:
             window = self._window(lo, hi)
-        return [clone(row) for row in window]
+        with paused_gc():
+            return [clone(row) for row in window]
 
     def page(self, lo: str | None, hi: str | None, offset: int, size: int) -> tuple[list[str], int]:
         with self._lock:
@@ -200,6 +207,8 @@ class _Store:
             for row in window[offset : offset + size]:
                 fragment = fragments.get(row["id"])
                 if fragment is None:
+                    if len(fragments) >= _FRAGMENT_CACHE_SIZE:  # bounds memory for huge stores
+                        fragments.clear()
                     fragment = fragments[row["id"]] = _ENCODER.encode(row)
                 out.append(fragment)
             return out, len(window)
@@ -453,20 +462,12 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.server.api
         url = urlsplit(self.path)
         path = url.path
-        query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
+        query = _last_values(url.query)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         fault = api.faults._take(path)
         if path == RESOURCE_PATH and api.config.latency_ms > 0:
             api.faults._sleep(api.config.latency_ms / 1000)
-
-        def respond() -> _Response:
-            try:
-                return api._respond(method, path, query, self.headers, body)
-            except Exception:
-                traceback.print_exc()
-                return _json_response(500, {"error": "internal"})
-
         kind = fault.kind if fault else None
         if kind in ("reset", "hang"):
             api._log(method, path, query, None)
@@ -478,12 +479,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if kind == "slow":
-            delay = DEFAULT_SLOW_SECONDS if fault.retry_after is None else float(fault.retry_after)
-            api.faults._sleep(delay)
-        if fault is None or kind in ("slow", "close_mid_body"):
-            response = respond()
-        else:
-            response = api._fault_response(fault, path, query) or respond()
+            api.faults._sleep(DEFAULT_SLOW_SECONDS if fault.retry_after is None else float(fault.retry_after))
+        try:
+            response = api._fault_response(fault, path, query) if fault else None
+            if response is None:
+                response = api._respond(method, path, query, self.headers, body)
+        except Exception:  # e.g. a failing on_page callback: answer, keep serving
+            traceback.print_exc()
+            response = _json_response(500, {"error": "internal"})
         api._log(method, path, query, response.status)
         self._send(response, truncate=kind == "close_mid_body")
 
@@ -499,6 +502,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = body[: len(body) // 2]
             self.close_connection = True
         self.wfile.write(body)
+
+
+def _last_values(encoded: str) -> dict[str, str]:
+    return {key: values[-1] for key, values in parse_qs(encoded, keep_blank_values=True).items()}
 
 
 def _shutdown_socket(sock: socket.socket) -> None:
@@ -721,18 +728,17 @@ class DemoApi:
     def _respond(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
     ) -> _Response:
-        if path == TOKEN_PATH:
-            response = self._token(headers, body) if method == "POST" else _json_response(405, {"error": "method_not_allowed"})
-        elif path == RESOURCE_PATH:
-            response = self._resource(headers, query) if method == "GET" else _json_response(405, {"error": "method_not_allowed"})
-        else:
-            response = _json_response(404, {"error": "not_found"})
+        if path not in (TOKEN_PATH, RESOURCE_PATH):
+            return _json_response(404, {"error": "not_found"})
+        if method != ("POST" if path == TOKEN_PATH else "GET"):
+            return _json_response(405, {"error": "method_not_allowed"})
+        response = self._token(headers, body) if path == TOKEN_PATH else self._resource(headers, query)
         if response.status == 200:
             self._last_success[path] = response.body
         return response
 
     def _token(self, headers: Mapping[str, str], body: bytes) -> _Response:
-        form = {key: values[-1] for key, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        form = _last_values(body.decode("utf-8", "replace"))
         if form.get("grant_type") != "client_credentials":
             return _json_response(400, {"error": "unsupported_grant_type"})
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
@@ -769,9 +775,17 @@ class DemoApi:
         size = limit if cap is None else min(limit, cap)
         return _time_param(query, "updated_since"), _time_param(query, "updated_until"), offset, size
 
-    def _page(self, fragments: list[str], total: int, offset: int, *, total_json: str | None = None,
-              data: str | None = None, data_key: str = "data", force_total: bool = False) -> bytes:
-        if total_json is None and (self._config.include_total or force_total):
+    def _page(
+        self,
+        fragments: list[str],
+        total: int,
+        offset: int,
+        *,
+        data: str | None = None,
+        data_key: str = "data",
+        total_json: str | None = None,
+    ) -> bytes:
+        if total_json is None and self._config.include_total:
             total_json = str(total)
         has_more = offset + len(fragments) < total if self._config.has_more else None
         return _page_body(data or "[" + ",".join(fragments) + "]", total_json, has_more, data_key)
@@ -779,6 +793,8 @@ class DemoApi:
     def _fault_response(self, fault: _Fault, path: str, query: Mapping[str, str]) -> _Response | None:
         """The response a fault dictates, or None when the normal one should go out."""
         kind = fault.kind
+        if kind in ("slow", "close_mid_body"):
+            return None  # they alter timing or transport, not the response
         if kind == "status":
             return _json_response(fault.status or 503, {"error": "injected"}, _retry_after_header(fault.retry_after))
         if kind == "invalid_json":
@@ -797,13 +813,10 @@ class DemoApi:
             lo, hi, offset, size = None, None, 0, 100
         fragments, total = self._store.page(lo, hi, offset, size)
         if kind == "missing_data":
-            body = self._page(fragments, total, offset, data_key="items", force_total=True)
+            body = self._page(fragments, total, offset, data_key="items", total_json=str(total))
         elif kind == "data_not_list":
-            body = self._page(fragments, total, offset, data='{"id":1}', force_total=True)
+            body = self._page(fragments, total, offset, data='{"id":1}', total_json=str(total))
         else:  # total_not_number
             body = self._page(fragments, total, offset, total_json='"many"')
         return _Response(200, body)
 
-
-def _invalid_token() -> _Response:
-    return _json_response(401, {"error": "invalid_token"}, (("WWW-Authenticate", 'Bearer error="invalid_token"'),))

@@ -1,0 +1,91 @@
+"""OAuth2 client credentials: one shared token, renewed ahead of expiry, on a 401, and on retries."""
+
+import pytest
+
+from analytics_assets.errors import CredentialsRejected, RetriesExhausted, TokenRejected
+from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum
+
+
+def unauthorized(api) -> int:
+    return api.request_count(path="/v1/resource", status=401)
+
+
+def test_one_token_for_the_whole_run(demo_api, syncer):
+    syncer.run(demo_api)
+    assert demo_api.tokens_issued == 1
+    assert demo_api.request_count(path="/v1/resource") == 4
+
+
+def test_token_is_renewed_before_it_expires(make_api, syncer):
+    """2 s tokens, a 1 s margin and ~3 s of paging: renewed at least once, never rejected."""
+    api = make_api(records=3000, days=3, token_lifetime=2, latency_ms=100)
+    stats = syncer.run(api, settings=settings_for(api, token_refresh_margin=1.0))
+    assert_table_matches(syncer.db, api.all_records())
+    assert api.tokens_issued >= 2 and stats.token_refreshes == api.tokens_issued - 1
+    assert unauthorized(api) == 0
+
+
+def test_revoked_token_mid_run_is_replaced_once(demo_api, syncer):
+    demo_api.faults.on_page(2, lambda api: api.revoke_tokens())
+    stats = syncer.run(demo_api)
+    assert_table_matches(syncer.db, demo_api.all_records())
+    assert unauthorized(demo_api) == 1
+    assert demo_api.tokens_issued == 2 and stats.token_refreshes == 1
+
+
+def test_second_401_fails_clearly_and_leaves_table_unchanged(demo_api, syncer):
+    syncer.run(demo_api)
+    before = table_checksum(syncer.db)
+    demo_api.update_record(3, name="changed-upstream")
+    demo_api.faults.queue("unauthorized", times=2, after=1)
+    with pytest.raises(TokenRejected, match="401 twice"):
+        syncer.run(demo_api)
+    assert table_checksum(syncer.db) == before
+
+
+def test_every_retry_carries_a_valid_token(make_api, syncer):
+    """dlt re-sends a retried request with the token it was first prepared with; with 1 s tokens
+    and 1 s Retry-After waits that token is dead by the later attempts."""
+    api = make_api(records=300, days=3, token_lifetime=1)
+    api.faults.queue("status", status=503, retry_after=1, times=3, after=1)
+    syncer.run(api)
+    assert_table_matches(syncer.db, api.all_records())
+    assert unauthorized(api) == 0
+    assert api.tokens_issued >= 3
+
+
+def test_rejected_credentials_fail_at_once_without_leaking_the_secret(demo_api, syncer):
+    secret = "wrong-secret-7f3a9c"
+    with pytest.raises(CredentialsRejected) as failure:
+        syncer.run(demo_api, settings=settings_for(demo_api, client_secret=secret))
+    message = str(failure.value)
+    assert demo_api.token_url in message and "ANALYTICS_CLIENT_SECRET" in message
+    assert secret not in message and secret not in repr(failure.value.__context__)
+    assert demo_api.request_count(path="/oauth/token") == 1
+    assert demo_api.request_count(path="/v1/resource") == 0
+
+
+def test_token_endpoint_5xx_is_retried(demo_api, syncer):
+    demo_api.faults.queue("status", status=503, times=3, path="/oauth/token")
+    syncer.run(demo_api)
+    assert_table_matches(syncer.db, demo_api.all_records())
+    assert demo_api.request_count(path="/oauth/token") == 4
+
+
+def test_token_endpoint_down_fails_clearly(demo_api, syncer):
+    demo_api.faults.queue("status", status=503, times=4, path="/oauth/token")
+    with pytest.raises(RetriesExhausted, match="POST /oauth/token still failed after 4 attempts.*HTTP 503"):
+        syncer.run(demo_api)
+
+
+def test_auth_object_repr_hides_secrets(demo_api):
+    import requests
+
+    from analytics_assets.auth import auth_from_seed
+    from analytics_assets.stats import SyncStats
+
+    seed_auth = {"type": "oauth2", "client_id": "id-1", "client_secret": "s3cr3t-xyz", "token_url": demo_api.token_url}
+    auth = auth_from_seed(seed_auth, 60.0, requests.Session(), SyncStats())
+    auth.ensure_token()
+    for text in (repr(auth), str(auth)):
+        assert "s3cr3t-xyz" not in text and str(auth.access_token) not in text

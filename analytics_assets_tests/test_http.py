@@ -1,0 +1,96 @@
+"""The seed's retry policy against a real server: what is retried, how often, how long we wait."""
+
+from dataclasses import replace
+from email.utils import formatdate
+import time
+
+import pytest
+
+from analytics_assets.errors import RequestRejected, RetriesExhausted
+from analytics_assets_tests.conftest import FAST_RETRY, assert_table_matches, settings_for, table_checksum
+
+
+def resource_statuses(api):
+    return [status for (_, path, _, status) in api.requests if path == "/v1/resource"]
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_retryable_status_recovered_within_three_retries(demo_api, syncer, status):
+    demo_api.faults.queue("status", status=status, times=3, after=1)
+    stats = syncer.run(demo_api)
+    assert_table_matches(syncer.db, demo_api.all_records())
+    assert resource_statuses(demo_api).count(status) == 3
+    assert stats.retries == 3
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_retries_exhausted_after_four_attempts_leaves_table_unchanged(demo_api, syncer, status):
+    syncer.run(demo_api)
+    before = table_checksum(syncer.db)
+    demo_api.update_record(2, name="changed-upstream")
+    demo_api.reset_stats()
+    demo_api.faults.queue("status", status=status, times=4, after=2)
+    with pytest.raises(RetriesExhausted) as failure:
+        syncer.run(demo_api)
+    message = str(failure.value)
+    assert f"HTTP {status}" in message and "GET /v1/resource" in message and "4 attempts" in message
+    assert resource_statuses(demo_api).count(status) == 4
+    assert table_checksum(syncer.db) == before
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 501])
+def test_other_statuses_fail_at_once(demo_api, syncer, status):
+    demo_api.faults.queue("status", status=status, after=1)
+    with pytest.raises(RequestRejected, match=f"HTTP {status}.*not retried"):
+        syncer.run(demo_api)
+    assert resource_statuses(demo_api) == [200, status]
+
+
+@pytest.mark.parametrize("kind", ["reset", "close_mid_body"])
+def test_broken_connections_are_retried(demo_api, syncer, kind):
+    demo_api.faults.queue(kind, times=2, after=1)
+    stats = syncer.run(demo_api)
+    assert_table_matches(syncer.db, demo_api.all_records())
+    assert stats.retries == 2
+
+
+def test_read_timeout_is_retried(demo_api, syncer):
+    demo_api.faults.queue("hang", after=1)
+    settings = settings_for(demo_api, retry=replace(FAST_RETRY, timeout=0.5))
+    stats = syncer.run(demo_api, settings=settings)
+    assert_table_matches(syncer.db, demo_api.all_records())
+    assert stats.retries == 1
+
+
+def test_server_that_stops_answering_fails_clearly(demo_api, syncer):
+    demo_api.faults.queue("hang", times=4, after=1)
+    settings = settings_for(demo_api, retry=replace(FAST_RETRY, timeout=0.3))
+    with pytest.raises(RetriesExhausted, match=r"GET /v1/resource.*4 attempts.*(Timeout|timed out)"):
+        syncer.run(demo_api, settings=settings)
+
+
+def test_unreachable_api_names_the_url_path_and_attempts(make_api, syncer):
+    api = make_api(records=10)
+    settings = settings_for(api)
+    api.stop()
+    with pytest.raises(RetriesExhausted, match=r"POST /oauth/token still failed after 4 attempts.*ConnectionError"):
+        syncer.run(api, settings=settings)
+
+
+@pytest.mark.parametrize("retry_after", [1, "date"])
+def test_retry_after_is_honoured(demo_api, syncer, retry_after):
+    """With a 0.05 s backoff factor, only the server's Retry-After explains a wait of ~1 s or more."""
+    header = formatdate(time.time() + 2, usegmt=True) if retry_after == "date" else retry_after
+    demo_api.faults.queue("status", status=429, retry_after=header, after=1)
+    stats = syncer.run(demo_api)
+    assert_table_matches(syncer.db, demo_api.all_records())
+    assert stats.throttle_wait_seconds >= 0.9
+    assert stats.retries == 1
+
+
+def test_retry_after_is_capped(demo_api, syncer):
+    demo_api.faults.queue("status", status=429, retry_after=3600, after=1)
+    settings = settings_for(demo_api, retry=replace(FAST_RETRY, max_wait=0.5))
+    stats = syncer.run(demo_api, settings=settings)
+    assert_table_matches(syncer.db, demo_api.all_records())
+    assert 0.4 <= stats.throttle_wait_seconds < 30
