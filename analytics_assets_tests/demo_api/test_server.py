@@ -224,6 +224,15 @@ def test_data_mutations_are_served(api: DemoApi, session: requests.Session) -> N
     assert get(api, session, token, updated_since="2026-10-01").json()["data"] == [dated]
 
 
+def test_mutating_unknown_or_duplicate_ids_fails(api: DemoApi) -> None:
+    with pytest.raises(KeyError):
+        api.update_record(9999, name="x")
+    with pytest.raises(KeyError):
+        api.delete_record(9999)
+    with pytest.raises(ValueError):
+        api.insert_record({"id": 1})
+
+
 def test_returned_records_are_copies(api: DemoApi) -> None:
     record = next(r for r in api.records_in_window() if r["properties"] is not None)
     original = api.records_in_window()[record["id"] - 1]
@@ -357,6 +366,12 @@ def test_slow_answers_normally_after_the_delay(api: DemoApi, session: requests.S
     response = get(api, session, token, limit=3)
     assert response.status_code == 200 and response.elapsed >= timedelta(seconds=0.2)
     assert response.json()["data"] == api.all_records()[:3]
+
+
+def test_latency_is_added_to_resource_responses(session: requests.Session) -> None:
+    with DemoApi(DemoApiConfig(records=5, end_date=END, latency_ms=150)) as api:
+        response = get(api, session, get_token(api, session))
+        assert response.status_code == 200 and response.elapsed >= timedelta(seconds=0.15)
 
 
 @pytest.mark.parametrize(

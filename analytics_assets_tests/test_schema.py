@@ -1,0 +1,79 @@
+"""The declared schema: types and NOT NULLs from the first run, violations named, drift reported."""
+
+import duckdb
+import pytest
+
+from analytics_assets.errors import SchemaViolation
+from analytics_assets.schema import declared_columns
+from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum, table_rows
+
+DUCKDB_TYPES = {"bigint": "BIGINT", "text": "VARCHAR", "double": "DOUBLE", "bool": "BOOLEAN",
+                "json": "JSON", "timestamp": "TIMESTAMP WITH TIME ZONE"}
+
+
+def test_table_has_declared_types_and_not_nulls_even_when_pages_lack_fields(make_api, syncer):
+    api = make_api(records=50, days=1)
+    api.replace_records([{k: v for k, v in r.items() if k in ("id", "name", "created_at", "updated_at")}
+                         for r in api.all_records()])
+    syncer.run(api)
+    with duckdb.connect(str(syncer.db), read_only=True) as connection:
+        described = {row[0]: (row[1], row[2]) for row in connection.execute("DESCRIBE analytics.resource_name").fetchall()}
+    for column in declared_columns("resource_name"):
+        assert described[column.name] == (DUCKDB_TYPES[column.data_type], "YES" if column.nullable else "NO")
+
+
+@pytest.mark.parametrize(
+    "field, value, problem",
+    [
+        ("name", None, "is null but is declared NOT NULL"),
+        ("updated_at", None, "is null but is declared NOT NULL"),
+        ("created_at", "yesterday", "is not an ISO 8601 timestamp"),
+        ("metric_value", "12.5", "is not a number"),
+        ("event_count", 1.5, "is not an integer"),
+        ("is_active", "yes", "is not a boolean"),
+        ("properties", "flat", "is not a JSON object"),
+        ("name", "bad \ud800 text", "not valid Unicode"),
+    ],
+)
+def test_violation_names_field_and_record_and_commits_nothing(demo_api, syncer, field, value, problem):
+    syncer.run(demo_api)
+    before = table_checksum(syncer.db)
+    victim = demo_api.all_records()[150]["id"]
+    demo_api.update_record(2, name="changed-upstream")  # would land if anything were committed
+    demo_api.update_record(victim, **{field: value})
+    with pytest.raises(SchemaViolation) as failure:
+        syncer.run(demo_api)
+    assert failure.value.field == field and failure.value.record_id == victim
+    assert problem in str(failure.value) and f"id={victim}" in str(failure.value)
+    assert table_checksum(syncer.db) == before
+
+
+def test_missing_required_field_is_named(demo_api, syncer):
+    records = demo_api.all_records()
+    del records[5]["created_at"]
+    demo_api.replace_records(records)
+    with pytest.raises(SchemaViolation, match=r"id=6 .*'created_at' is missing"):
+        syncer.run(demo_api)
+
+
+def test_new_field_becomes_a_column_and_is_reported(demo_api, syncer):
+    demo_api.update_record(4, campaign="spring")
+    stats = syncer.run(demo_api)
+    assert stats.drift_columns == {"resource_name": {"campaign"}}
+    rows = {r["id"]: r for r in table_rows(syncer.db)}
+    assert rows[4]["campaign"] == "spring" and rows[5]["campaign"] is None
+    assert_table_matches(syncer.db, demo_api.all_records())
+
+
+def test_frozen_schema_refuses_new_fields(demo_api, syncer):
+    demo_api.update_record(4, campaign="spring")
+    with pytest.raises(SchemaViolation, match=r"id=4 .*'campaign' is not declared and the schema is frozen"):
+        syncer.run(demo_api, settings=settings_for(demo_api, schema_drift="freeze"))
+
+
+def test_huge_and_unusual_text_lands_exactly(demo_api, syncer):
+    demo_api.update_record(1, name="x" * 1_000_000)
+    demo_api.update_record(2, name="Zoë 🚀 ‮right-to-left‬ 中文 \u0000 nul", category="tab\tnew\nline")
+    demo_api.update_record(3, properties={"nested": {"deep": [1, {"k": "ü"}]}, "empty": {}})
+    syncer.run(demo_api)
+    assert_table_matches(syncer.db, demo_api.all_records())
