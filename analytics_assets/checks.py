@@ -48,7 +48,7 @@ def build_checks(resource: str) -> list[AssetChecksDefinition]:
                  "for its window, and every fetched id is in the table afterwards.")
     def window_complete(context: AssetCheckExecutionContext, warehouse: DuckDBDestination) -> AssetCheckResult:
         with warehouse.connect(read_only=True) as connection:
-            fetch = audit.latest_fetch(connection, resource, context.run_id) or audit.latest_fetch(
+            fetch = audit.latest_fetch(connection, resource, context.run.run_id) or audit.latest_fetch(
                 connection, resource, None
             )
             if fetch is None:
