@@ -176,7 +176,7 @@ def sync_tables(
             dlt_resource.run(
                 context=context,
                 dlt_source=source,
-                dlt_pipeline=warehouse.pipeline(context.run_id),
+                dlt_pipeline=warehouse.pipeline(context.run.run_id),
                 dagster_dlt_translator=AnalyticsDltTranslator(),
                 **run_options(),
             )
@@ -197,7 +197,7 @@ def _with_sync_metadata(context, connection, warehouse, result, resource, stats)
     table = warehouse.table(resource)
     fetched_ids = stats.fetched_ids.get(resource, set())
     audit.record_fetch(
-        connection, context.run_id, resource, window, stats.api_totals.get(resource), fetched_ids
+        connection, context.run.run_id, resource, window, stats.api_totals.get(resource), fetched_ids
     )
     rows_by_day = dict(
         connection.execute(

@@ -24,7 +24,6 @@ def build_job(partitions_def: PartitionsDefinition) -> "UnresolvedAssetJobDefini
     return define_asset_job(
         JOB_NAME,
         selection=AssetSelection.groups(TABLE_GROUP),
-        partitions_def=partitions_def,
         description="Sync the analytics API into DuckDB and rebuild the daily models for the chosen days.",
     )
 

@@ -124,3 +124,47 @@ def make_api() -> Iterator[Any]:
     for api in started:
         api.faults.release()
         api.stop()
+
+
+# --- Dagster ---------------------------------------------------------------------------------
+
+DAGSTER_DAYS = ("2026-11-15", "2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19")
+
+
+@pytest.fixture
+def dagster_api(make_api, tmp_path, monkeypatch) -> DemoApi:
+    """A demo API holding five fixed days of records, and the ANALYTICS_* variables a user would
+    set to point the code location at it, with a DuckDB file of the test's own."""
+    from datetime import date
+
+    api = make_api(records=500, days=5, end_date=date(2026, 11, 20))
+    monkeypatch.setenv("ANALYTICS_API_BASE_URL", api.base_url)
+    monkeypatch.setenv("ANALYTICS_CLIENT_ID", api.config.client_id)
+    monkeypatch.setenv("ANALYTICS_CLIENT_SECRET", api.config.client_secret)
+    monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("ANALYTICS_BACKOFF_FACTOR", str(FAST_RETRY.backoff_factor))
+    monkeypatch.setenv("ANALYTICS_HTTP_TIMEOUT", str(FAST_RETRY.timeout))
+    return api
+
+
+def day_bounds(day: str, last_day: Optional[str] = None) -> tuple[datetime, datetime]:
+    from datetime import timedelta
+
+    start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    end = datetime.fromisoformat(last_day or day).replace(tzinfo=timezone.utc) + timedelta(days=1)
+    return start, end
+
+
+def run_job(partition: Optional[str] = None, first: Optional[str] = None, last: Optional[str] = None, instance=None):
+    """Run the project's job in process on an ephemeral instance, as a user's launch would."""
+    from dagster import DagsterInstance
+
+    from analytics_assets.definitions import analytics_job, defs
+
+    tags = {} if partition else {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    return defs.resolve_job_def(analytics_job.name).execute_in_process(
+        instance=instance or DagsterInstance.ephemeral(),
+        partition_key=partition,
+        tags=tags,
+        raise_on_error=False,
+    )
