@@ -1,0 +1,54 @@
+"""What people type: the demo command, and `dagster asset materialize` with only ANALYTICS_* set,
+two at once on one DuckDB file."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from analytics_assets_tests.conftest import assert_table_matches, day_bounds
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_demo_command_runs_end_to_end(tmp_path):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    completed = subprocess.run(
+        [str(BIN / "analytics-assets"), "demo", "--days", "2", "--records", "1400"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    output = completed.stdout
+    assert completed.returncode == 0, output + completed.stderr
+    assert "SUCCESS" in output
+    days = re.findall(r"(\d{4}-\d{2}-\d{2}): (\d+) rows \(the API holds (\d+)\)", output)
+    assert len(days) == 2 and all(rows == held and int(rows) > 0 for _, rows, held in days)
+    assert output.count("passed") == 3
+    assert (tmp_path / "data" / "warehouse.duckdb").exists()
+    with DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
+        assert len(instance.get_runs()) == 1, "the run is kept for the UI"
+
+
+def test_two_cli_materializations_at_once_queue_on_the_writer_pool(dagster_api, tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
+    env["DAGSTER_HOME"] = str(home)
+    DagsterInstance.from_config(str(home)).dispose()  # create the instance once, before the race
+    commands = [
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "analytics_assets.definitions",
+         "--select", "analytics/resource_name", "--partition", day]
+        for day in ("2026-11-16", "2026-11-17")
+    ]
+    processes = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for c in commands]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+        assert "Could not set lock" not in output
+    assert_table_matches(tmp_path / "warehouse.duckdb", dagster_api.records_in_window(*day_bounds("2026-11-16", "2026-11-17")))

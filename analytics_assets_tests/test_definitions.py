@@ -1,0 +1,104 @@
+"""The code location: loads anywhere with nothing set, and shows lineage and schema before a run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey
+
+from analytics_assets.definitions import defs
+from analytics_assets.schema import declared_columns
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = AssetKey(["analytics", "resource_name"])
+ENDPOINT = AssetKey(["analytics_api", "resource_name"])
+SUMMARY = AssetKey(["analytics", "resource_name_daily_summary"])
+
+
+def bare_env(tmp_path: Path) -> dict:
+    """No ANALYTICS_*, no dlt secrets, no DAGSTER_HOME: what a fresh code server sees."""
+    return {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")}
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*"))
+
+
+def test_import_needs_no_environment_and_writes_nothing(tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "cwd").mkdir()
+    before = files_under(tmp_path)
+    completed = subprocess.run(
+        [sys.executable, "-c", "from analytics_assets.definitions import defs; defs.get_repository_def().asset_graph"],
+        cwd=tmp_path / "cwd", env=bare_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-m", "analytics_assets.definitions"], ["-w", str(ROOT / "workspace.yaml")], []],
+    ids=["module", "workspace", "pyproject"],
+)
+def test_dagster_definitions_validate(tmp_path, args):
+    (tmp_path / "home").mkdir()
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", *args],
+        cwd=ROOT, env=bare_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "Validation successful" in completed.stdout + completed.stderr
+
+
+def test_lineage_runs_api_to_table_to_summary():
+    graph = defs.get_repository_def().asset_graph
+    assert graph.get(TABLE).parent_keys == {ENDPOINT}
+    assert graph.get(SUMMARY).parent_keys == {TABLE}
+    assert not graph.get(ENDPOINT).is_materializable
+
+
+def test_table_asset_describes_itself_before_any_run():
+    spec = defs.get_assets_def(TABLE).specs_by_key[TABLE]
+    assert spec.group_name == "analytics"
+    assert spec.kinds == {"dlt", "duckdb"}
+    assert spec.owners and spec.description
+    assert spec.metadata["dagster/table_name"] == "analytics.resource_name"
+    columns = spec.metadata["dagster/column_schema"].columns
+    assert [(c.name, c.type, c.constraints.nullable) for c in columns] == [
+        (c.name, c.data_type, c.nullable) for c in declared_columns("resource_name")
+    ]
+    assert all(c.description for c in columns)
+
+
+def test_assets_are_daily_partitioned_and_backfill_as_one_run():
+    from dagster import BackfillPolicy, DailyPartitionsDefinition
+
+    for key in (TABLE, SUMMARY):
+        assets_def = defs.get_assets_def(key)
+        assert isinstance(assets_def.partitions_def, DailyPartitionsDefinition)
+        assert assets_def.partitions_def.timezone == "UTC"
+        assert assets_def.backfill_policy == BackfillPolicy.single_run()
+
+
+def test_partitions_start_is_configurable(tmp_path):
+    env = {**bare_env(tmp_path), "ANALYTICS_PARTITIONS_START": "2026-10-01"}
+    (tmp_path / "home").mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-c", "from analytics_assets.definitions import partitions_def; print(partitions_def.get_first_partition_key())"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert completed.stdout.strip() == "2026-10-01", completed.stderr
+
+
+def test_missing_secret_fails_the_run_naming_the_variable(dagster_api, monkeypatch):
+    from analytics_assets_tests.conftest import run_job
+
+    monkeypatch.delenv("ANALYTICS_CLIENT_SECRET")
+    monkeypatch.delenv("CLIENT_SECRET", raising=False)
+    result = run_job("2026-11-16")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "ANALYTICS_CLIENT_SECRET" in str(failure.step_failure_data.error.message)
