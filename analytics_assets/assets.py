@@ -243,7 +243,7 @@ def _table_exists(connection, table: str) -> bool:  # noqa: ANN001
 
 def _preview(connection, table: str, window) -> str:  # noqa: ANN001
     cursor = connection.execute(
-        f"SELECT * EXCLUDE (_dlt_load_id, _dlt_id) FROM {table} "
+        f"SELECT * EXCLUDE (_dlt_load_id) FROM {table} "
         "WHERE updated_at >= ? AND updated_at < ? ORDER BY id LIMIT ?",
         [window.start, window.end, PREVIEW_ROWS],
     )

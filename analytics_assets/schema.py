@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .errors import SchemaViolation
 from .stats import SyncStats
@@ -97,46 +97,48 @@ _CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
 }
 
 
-class RecordValidator:
-    """Checks records against the declared columns; undeclared fields are drift, not errors,
-    unless the schema is frozen."""
+class PageValidator:
+    """Checks each record of a page against the declared columns. Undeclared fields are drift:
+    reported, and kept as new columns, unless the schema is frozen."""
 
     def __init__(self, resource: str, stats: SyncStats, freeze: bool = False) -> None:
         self.resource = resource
         self.stats = stats
         self.freeze = freeze
         self.columns = [(c.name, c.nullable, _CHECKS[c.data_type]) for c in declared_columns(resource)]
-        self.declared = {c.name for c in declared_columns(resource)}
+        self.declared = frozenset(c.name for c in declared_columns(resource))
 
-    def __call__(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
+    def __call__(self, page: list) -> list[str]:
+        """Raises SchemaViolation for the first bad record; returns the page's undeclared fields."""
+        for record in page:
+            self._check(record)
+        extra = set().union(*(record.keys() for record in page)) - self.declared
+        if extra and self.freeze:
+            name = sorted(extra)[0]
+            offender = next(record for record in page if name in record)
+            raise SchemaViolation(
+                self.resource,
+                offender.get("id"),
+                name,
+                "is not declared and the schema is frozen (ANALYTICS_SCHEMA_DRIFT=freeze); "
+                "declare it or set ANALYTICS_SCHEMA_DRIFT=evolve",
+            )
+        if extra:
+            self.stats.note_drift(self.resource, extra)
+        return sorted(extra)
+
+    def _check(self, record: Any) -> None:
         if not isinstance(record, Mapping):
             raise SchemaViolation(self.resource, None, "<record>", f"is not a JSON object: {str(record)[:60]!r}")
-        record_id = record.get("id")
         for name, nullable, check in self.columns:
             value = record.get(name)
             if value is None:
                 if not nullable:
                     problem = "is null" if name in record else "is missing"
-                    raise SchemaViolation(self.resource, record_id, name, f"{problem} but is declared NOT NULL")
+                    raise SchemaViolation(self.resource, record.get("id"), name, f"{problem} but is declared NOT NULL")
                 continue
             problem = check(value)
             if problem:
-                raise SchemaViolation(self.resource, record_id, name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})")
-        extra = record.keys() - self.declared
-        if extra:
-            if self.freeze:
-                name = sorted(extra)[0]
                 raise SchemaViolation(
-                    self.resource,
-                    record_id,
-                    name,
-                    "is not declared and the schema is frozen (ANALYTICS_SCHEMA_DRIFT=freeze); "
-                    "declare it or set ANALYTICS_SCHEMA_DRIFT=evolve",
+                    self.resource, record.get("id"), name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})"
                 )
-            self.stats.note_drift(self.resource, set(extra))
-        return record
-
-
-def describe_columns(resource: str) -> Iterable[tuple[str, str, bool, str]]:
-    for column in declared_columns(resource):
-        yield column.name, column.data_type, column.nullable, column.description

@@ -23,7 +23,8 @@ from .auth import RefreshingOAuth2ClientCredentials, auth_from_seed, is_seed_aut
 from .errors import MalformedResponse, MissingCredentials
 from .http import build_session, describe
 from .paginator import SafeOffsetPaginator
-from .schema import RecordValidator, column_hints, declared_columns
+from .pages import PageToArrow
+from .schema import PageValidator, column_hints, declared_columns
 from .settings import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ApiSettings, RetryPolicy, check_url
 from .stats import SyncStats
 
@@ -82,6 +83,9 @@ def rest_api_source(
         _prepare_resource(resource, defaults, stats, window, freeze) for resource in config["resources"]
     ]
     source = dlt_rest_api_source(config, name=name, **source_kwargs)
+    for resource in source.resources.values():
+        if declared_columns(resource.name):
+            resource.add_step(PageToArrow(PageValidator(resource.name, stats, freeze)))
     source.stats = stats  # type: ignore[attr-defined]
     return source
 
@@ -113,10 +117,6 @@ def _prepare_resource(
         ]
     if declared_columns(name):
         resource["columns"] = {**column_hints(name), **resource.get("columns", {})}
-        resource["processing_steps"] = [
-            {"map": RecordValidator(name, stats, freeze)},
-            *resource.get("processing_steps", []),
-        ]
     return resource
 
 

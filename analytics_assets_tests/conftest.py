@@ -42,7 +42,7 @@ def normalise_server(record: dict) -> dict:
 def table_rows(path: Path, table: str = TABLE) -> list[dict]:
     """Every row of the merged table, without dlt's bookkeeping columns, ordered by id."""
     with duckdb.connect(str(path), read_only=True) as connection:
-        cursor = connection.execute(f"SELECT * EXCLUDE (_dlt_load_id, _dlt_id) FROM {table} ORDER BY id")
+        cursor = connection.execute(f"SELECT * EXCLUDE (_dlt_load_id) FROM {table} ORDER BY id")
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, row)) for row in cursor.fetchall()]
     for row in rows:

@@ -35,7 +35,7 @@ def test_duplicate_id_fails_id_unique(dagster_api, tmp_path):
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
         victim = connection.execute("SELECT min(id) FROM analytics.resource_name").fetchone()[0]
         connection.execute(
-            "INSERT INTO analytics.resource_name SELECT * REPLACE ('dup' || _dlt_id AS _dlt_id) "
+            "INSERT INTO analytics.resource_name SELECT * "
             "FROM analytics.resource_name WHERE id = ?", [victim])
     evaluation = checks_of(run_checks_only(instance))["id_unique"]
     assert not evaluation.passed

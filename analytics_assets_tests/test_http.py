@@ -80,7 +80,9 @@ def test_unreachable_api_names_the_url_path_and_attempts(make_api, syncer):
 @pytest.mark.parametrize("retry_after", [1, "date"])
 def test_retry_after_is_honoured(demo_api, syncer, retry_after):
     """With a 0.05 s backoff factor, only the server's Retry-After explains a wait of ~1 s or more."""
-    header = formatdate(time.time() + 2, usegmt=True) if retry_after == "date" else retry_after
+    # An HTTP date has whole seconds and the run needs a moment to reach the faulted page: +4 s
+    # leaves well over one second to wait.
+    header = formatdate(time.time() + 4, usegmt=True) if retry_after == "date" else retry_after
     demo_api.faults.queue("status", status=429, retry_after=header, after=1)
     stats = syncer.run(demo_api)
     assert_table_matches(syncer.db, demo_api.all_records())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 from datetime import date
 
@@ -64,11 +65,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  client_id:     {config.client_id}")
         print(f"  client_secret: {config.client_secret}")
         print("Press Ctrl-C to stop.", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+        _wait_for_stop_signal()
     return 0
+
+
+def _wait_for_stop_signal() -> None:
+    """Block until SIGINT or SIGTERM.
+
+    Handlers are installed explicitly because a process started in the
+    background by a shell inherits SIGINT as ignored, and SIGTERM should shut
+    down as cleanly as Ctrl-C does.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+        stop.wait()
+        return
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):  # a timed wait lets the handlers run promptly
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

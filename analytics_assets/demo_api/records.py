@@ -12,7 +12,7 @@ import gc
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
@@ -158,7 +158,3 @@ def clone(value: Any) -> Any:
         return [clone(v) for v in value]
     return value
 
-
-def window_start(end_date: date, days: int) -> datetime:
-    """First instant covered by the generated ``updated_at`` values."""
-    return datetime.combine(end_date - timedelta(days=days), datetime.min.time(), tzinfo=UTC)

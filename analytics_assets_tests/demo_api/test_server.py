@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -477,23 +476,27 @@ def test_request_stats_count_every_request(api: DemoApi, session: requests.Sessi
     assert api.requests == [] and api.request_count() == 0
 
 
-def test_cli_serves_until_interrupted() -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_cli_serves_until_interrupted(stop_signal: signal.Signals) -> None:
     root = Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "analytics_assets.demo_api.cli", "--port", "0", "--records", "30"]
-    with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True) as process:
-        try:
-            lines: list[str] = []
-            while not any("Ctrl-C" in line for line in lines):
-                line = process.stdout.readline()  # type: ignore[union-attr]
-                assert line, "CLI exited before serving"
-                lines.append(line)
-            urls = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines if ":" in line}
-            assert "demo-secret" in urls["client_secret"]
-            token = requests.post(urls["token URL"], data=CREDENTIALS, timeout=TIMEOUT).json()["access_token"]
-            page = requests.get(
-                urls["base URL"] + RESOURCE, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT
-            ).json()
-            assert page["total"] == 30 and json.dumps(page)
-        finally:
-            process.send_signal(signal.SIGINT)
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        lines: list[str] = []
+        while not any("Ctrl-C" in line for line in lines):
+            line = process.stdout.readline()  # type: ignore[union-attr]
+            assert line, "CLI exited before serving"
+            lines.append(line)
+        printed = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+        assert printed["client_id"] == "demo-client" and printed["client_secret"] == "demo-secret"
+        token = requests.post(printed["token URL"], data=CREDENTIALS, timeout=TIMEOUT).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        page = requests.get(printed["base URL"] + RESOURCE, headers=headers, timeout=TIMEOUT).json()
+        assert page["total"] == 30
+        process.send_signal(stop_signal)
         assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
