@@ -23,6 +23,7 @@ from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 from dlt.sources.helpers.requests import Client
 
 from .errors import RequestRejected, RetriesExhausted, TokenRejected
+from .prefetch import Prefetcher, served_from
 from .settings import RetryPolicy
 from .stats import SyncStats
 
@@ -54,12 +55,17 @@ class PolicyAdapter(HTTPAdapter):
         self.policy = policy
         self.stats = stats
         self.reauthorize = reauthorize
+        self.prefetcher: Optional[Prefetcher] = None
 
     def __deepcopy__(self, memo: dict) -> "Self":
         """Shared by design: dlt deep-copies configs, and a copy would split the run's state."""
         return self
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
+        if not getattr(request, "_aa_prefetch", False):
+            prefetched = served_from(self.prefetcher, request.url or "")
+            if prefetched is not None:
+                return prefetched
         attempt = self._begin_attempt(request)
         if self.reauthorize is not None:
             self.reauthorize(request, False)
@@ -81,6 +87,8 @@ class PolicyAdapter(HTTPAdapter):
         finally:
             self.stats.add(requests=1)
         request._aa_last = (time.monotonic(), response)  # type: ignore[attr-defined]
+        if self.prefetcher is not None:
+            self.prefetcher.observe(response.status_code)
         self._raise_for_status(request, response, attempt)
         return response
 
@@ -149,3 +157,12 @@ def build_session(
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def attach_prefetcher(session: Session, max_concurrency: int) -> Prefetcher:
+    """Concurrent page fetching for this session's paginators (see prefetch.py)."""
+    prefetcher = Prefetcher(session, max_concurrency)
+    for adapter in session.adapters.values():
+        if isinstance(adapter, PolicyAdapter):
+            adapter.prefetcher = prefetcher
+    return prefetcher

@@ -21,6 +21,7 @@ from requests import Request, Response
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 
 from .errors import PaginationError
+from .prefetch import Prefetcher
 from .stats import SyncStats
 
 DEFAULT_MAX_PAGES = 100_000
@@ -40,6 +41,7 @@ class SafeOffsetPaginator(BasePaginator):
         has_more_path: str = "has_more",
         max_pages: int = DEFAULT_MAX_PAGES,
         max_passes: int = DEFAULT_MAX_PASSES,
+        prefetcher: Optional[Prefetcher] = None,
     ) -> None:
         super().__init__()
         if limit <= 0:
@@ -54,6 +56,8 @@ class SafeOffsetPaginator(BasePaginator):
         self.has_more_path = has_more_path
         self.max_pages = max_pages
         self.max_passes = max_passes
+        self.prefetcher = prefetcher
+        self.template: Optional[Request] = None
 
     def init_request(self, request: Request) -> None:
         self._has_next_page = True
@@ -72,9 +76,28 @@ class SafeOffsetPaginator(BasePaginator):
     def update_request(self, request: Request) -> None:
         if request.params is None:
             request.params = {}
-        overlap = 1 if self.pages and self.last_id is not None else 0
-        request.params[self.offset_param] = self.offset - overlap
+        request.params[self.offset_param] = self._next_offset()
         request.params[self.limit_param] = self.limit
+        self.template = request
+
+    def _next_offset(self) -> int:
+        overlap = 1 if self.pages and self.last_id is not None else 0
+        return self.offset - overlap
+
+    def _prefetch(self, total: Optional[int]) -> None:
+        """Ask for the pages that follow, assuming each brings as many records as the widest so far;
+        a wrong guess only costs the prefetched request, never a row."""
+        if self.prefetcher is None or not self.prefetcher.enabled or total is None or not self.widest_page:
+            return
+        step = max(1, self.widest_page - 1)
+        offsets = range(self._next_offset(), total - 1, step)
+        self.prefetcher.want(self._request_at(offset) for offset in offsets)
+
+    def _request_at(self, offset: int) -> Request:
+        t = self.template
+        params = {**t.params, self.offset_param: offset, self.limit_param: self.limit}
+        return Request(method=t.method, url=t.url, headers=t.headers, params=params, json=t.json,
+                       data=t.data, auth=t.auth, hooks=t.hooks)
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
         data = data if data is not None else []
@@ -110,6 +133,8 @@ class SafeOffsetPaginator(BasePaginator):
             done = not data or raw_length < self.widest_page
         if done:
             self._finish_pass()
+        if self._has_next_page and not self.drift:
+            self._prefetch(total)
 
     def _guard_loops(self, ids: List[Any]) -> None:
         if ids and ids == self.previous_ids:
@@ -128,8 +153,12 @@ class SafeOffsetPaginator(BasePaginator):
 
     def _finish_pass(self) -> None:
         if self.drift is None:
+            if self.prefetcher is not None:
+                self.prefetcher.close()
             self._has_next_page = False
             return
+        if self.prefetcher is not None:
+            self.prefetcher.clear()
         if self.passes >= self.max_passes:
             raise PaginationError(
                 f"The data of {self.resource} kept changing while it was paged ({self.drift}) in "

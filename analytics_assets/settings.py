@@ -27,6 +27,7 @@ ENV_MAX_RETRY_WAIT = "ANALYTICS_MAX_RETRY_WAIT"
 ENV_TOKEN_REFRESH_MARGIN = "ANALYTICS_TOKEN_REFRESH_MARGIN"
 ENV_SCHEMA_DRIFT = "ANALYTICS_SCHEMA_DRIFT"
 ENV_ALLOWED_TOKEN_HOSTS = "ANALYTICS_ALLOWED_TOKEN_HOSTS"
+ENV_MAX_CONCURRENCY = "ANALYTICS_MAX_CONCURRENCY"
 
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 # A recent fixed day: a newcomer's first backfill stays small, and the partition set does not
@@ -66,6 +67,8 @@ class ApiSettings:
     token_refresh_margin: float = 60.0
     schema_drift: str = "evolve"
     allowed_token_hosts: tuple[str, ...] = ()
+    # Requests in flight while paging a window whose `total` is known; 1 pages strictly in turn.
+    max_concurrency: int = 8
 
     def __post_init__(self) -> None:
         check_url(self.base_url, ENV_BASE_URL)
@@ -159,6 +162,7 @@ def api_settings_from_env(env: Mapping[str, str] = os.environ) -> ApiSettings:
         token_refresh_margin=_number(env, ENV_TOKEN_REFRESH_MARGIN, 60.0, allow_zero=True),
         schema_drift=env.get(ENV_SCHEMA_DRIFT, "evolve"),
         allowed_token_hosts=allowed,
+        max_concurrency=int(_number(env, ENV_MAX_CONCURRENCY, 8, int)),
     )
 
 

@@ -16,13 +16,15 @@ from typing import Any, Callable, Mapping, Optional
 
 from requests import Response
 
+from dlt.common import jsonpath
 from dlt.extract import DltSource
 from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 
 from .auth import RefreshingOAuth2ClientCredentials, auth_from_seed, is_seed_auth
 from .errors import MalformedResponse, MissingCredentials
-from .http import build_session, describe
+from .http import attach_prefetcher, build_session, describe
 from .paginator import SafeOffsetPaginator
+from .prefetch import Prefetcher
 from .pages import PageToArrow
 from .schema import PageValidator, column_hints, declared_columns
 from .settings import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ApiSettings, RetryPolicy, check_url
@@ -75,12 +77,14 @@ def rest_api_source(
         )
         client["auth"] = auth
     reauthorize = auth.reauthorize if isinstance(auth, RefreshingOAuth2ClientCredentials) else None
-    client["session"] = build_session(policy, stats, reauthorize)
+    concurrency = settings.max_concurrency if settings else 1
+    client["session"] = build_session(policy, stats, reauthorize, pool_size=max(10, concurrency))
+    prefetcher = attach_prefetcher(client["session"], concurrency)
 
     defaults = config.get("resource_defaults") or {}
     freeze = bool(settings and settings.schema_drift == "freeze")
     config["resources"] = [
-        _prepare_resource(resource, defaults, stats, window, freeze) for resource in config["resources"]
+        _prepare_resource(resource, defaults, stats, window, freeze, prefetcher) for resource in config["resources"]
     ]
     source = dlt_rest_api_source(config, name=name, **source_kwargs)
     for resource in source.resources.values():
@@ -96,6 +100,7 @@ def _prepare_resource(
     stats: SyncStats,
     window: Optional[Window],
     freeze: bool,
+    prefetcher: Prefetcher,
 ) -> Any:
     if not isinstance(resource, dict):
         return resource
@@ -106,15 +111,16 @@ def _prepare_resource(
     paginator = endpoint.get("paginator", (defaults.get("endpoint") or {}).get("paginator"))
     if isinstance(paginator, dict) and paginator.get("type") == "offset":
         options = {k: v for k, v in paginator.items() if k not in ("type", "stop_after_empty_page")}
-        endpoint["paginator"] = SafeOffsetPaginator(name, stats, **options)
+        endpoint["paginator"] = SafeOffsetPaginator(name, stats, prefetcher=prefetcher, **options)
     if window is not None:
         endpoint["params"] = {**endpoint.get("params", {}), **window.params()}
     selector = endpoint.get("data_selector")
-    if selector:
+    if isinstance(selector, str):
         endpoint["response_actions"] = [
             *endpoint.get("response_actions", []),
             page_body_check(selector),
         ]
+        endpoint["data_selector"] = jsonpath.compile_path(selector)  # dlt would parse it per page
     if declared_columns(name):
         resource["columns"] = {**column_hints(name), **resource.get("columns", {})}
     return resource

@@ -78,6 +78,7 @@ def settings_for(api: DemoApi, **overrides: Any) -> ApiSettings:
         client_secret=api.config.client_secret,
         retry=FAST_RETRY,
         token_refresh_margin=0.0,
+        max_concurrency=1,  # faults land on a predictable request; test_prefetch covers concurrency
     )
     return replace(settings, **overrides)
 

@@ -460,6 +460,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         api = self.server.api
+        api._in_flight(+1)
+        try:
+            self._serve_counted(method)
+        finally:
+            api._in_flight(-1)
+
+    def _serve_counted(self, method: str) -> None:
+        api = self.server.api
         url = urlsplit(self.path)
         path = url.path
         query = _last_values(url.query)
@@ -579,6 +587,8 @@ class DemoApi:
         self._tokens = _Tokens()
         self._stats_lock = threading.Lock()
         self._requests: list[RequestLog] = []
+        self._in_flight_now = 0
+        self.max_in_flight = 0  # most requests served at once: shows whether a client pages concurrently
         self._last_success: dict[str, bytes] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -718,6 +728,12 @@ class DemoApi:
     def reset_stats(self) -> None:
         with self._stats_lock:
             self._requests.clear()
+            self.max_in_flight = self._in_flight_now
+
+    def _in_flight(self, change: int) -> None:
+        with self._stats_lock:
+            self._in_flight_now += change
+            self.max_in_flight = max(self.max_in_flight, self._in_flight_now)
 
     def _log(self, method: str, path: str, query: dict[str, str], status: int | None) -> None:
         with self._stats_lock:
