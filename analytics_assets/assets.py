@@ -2,7 +2,7 @@
 downstream of an external asset standing for its API endpoint."""
 
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import dlt
 from dagster import (
@@ -56,7 +56,8 @@ def endpoint_key(resource: str) -> AssetKey:
     return AssetKey([API_GROUP, resource])
 
 
-def column_schema(resource: str) -> TableSchema:
+def column_schema(resource: str, drift: Sequence[str] = ()) -> TableSchema:
+    """The declared columns with their descriptions, then any undeclared ones the API added."""
     return TableSchema(
         columns=[
             TableColumn(
@@ -67,6 +68,7 @@ def column_schema(resource: str) -> TableSchema:
             )
             for c in declared_columns(resource)
         ]
+        + [TableColumn(name=name, type="inferred", description="Undeclared: schema drift.") for name in drift]
     )
 
 
@@ -109,7 +111,9 @@ class AnalyticsDltResource(DagsterDltResource):
         else:
             metadata = dict(super().extract_resource_metadata(context, resource, load_info, dlt_pipeline))
         # Per-partition counts are added by the asset; the run total here would repeat on every day.
+        # The job list names local working files: noise in the UI.
         metadata.pop("rows_loaded", None)
+        metadata.pop("jobs", None)
         metadata["dagster/table_name"] = f"{dlt_pipeline.dataset_name}.{resource.table_name}"
         return metadata
 
@@ -226,6 +230,8 @@ def _with_sync_metadata(context, connection, warehouse, result, resource, stats)
         "window_end": MetadataValue.text(window.end.isoformat()),
         "schema_drift": MetadataValue.text(", ".join(drift) if drift else "none"),
     }
+    if declared_columns(resource):
+        metadata["dagster/column_schema"] = column_schema(resource, drift)
     if _table_exists(connection, table):
         metadata["preview"] = MetadataValue.md(_preview(connection, table, window))
     return MaterializeResult(asset_key=result.asset_key, metadata=metadata)

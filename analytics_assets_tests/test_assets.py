@@ -96,3 +96,13 @@ def test_summary_equals_the_servers_records_aggregated(dagster_api, tmp_path):
         assert count == want[0] and events == want[3]
         assert abs(total - want[1]) < 1e-6
         assert abs(average - sum(want[2]) / len(want[2])) < 1e-6
+
+
+def test_schema_drift_is_reported_in_metadata(dagster_api):
+    victim = dagster_api.records_in_window(*day_bounds("2026-11-17"))[0]["id"]
+    dagster_api.update_record(victim, campaign="spring")
+    metadata = materializations(run_job("2026-11-17"))["2026-11-17"]
+    assert metadata["schema_drift"].value == "campaign"
+    columns = {c.name: c for c in metadata["dagster/column_schema"].schema.columns}
+    assert "campaign" in columns and columns["metric_value"].description
+    assert "jobs" not in metadata
