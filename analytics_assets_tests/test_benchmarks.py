@@ -1,0 +1,24 @@
+"""The benchmark runs and prints its table (a smoke test: timings are never asserted)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_prints_every_section():
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--records", "3000", "--latency-records", "1000",
+         "--merge-rows", "12000", "20000", "--import-repeat", "1"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
+    output = completed.stdout
+    for line in ("floor", "ours", "dlt_defaults", "ours / floor:", "ours / dlt defaults:", "ours / ceiling:",
+                 "merge one day", "import analytics_assets.definitions"):
+        assert line in output
+    assert output.count("3,000") >= 3, "every contender loaded every record"
