@@ -50,6 +50,9 @@ class AnalyticsApiResource(ConfigurableResource):
         default=None, description="Cap on one wait, backoff or Retry-After."
     )
     schema_drift: Optional[str] = Field(default=None, description=f"evolve or freeze; default ${ENV_SCHEMA_DRIFT}.")
+    max_concurrency: Optional[int] = Field(
+        default=None, description="Page requests in flight once `total` is known; 1 pages in turn."
+    )
 
     def settings(self) -> ApiSettings:
         env = dict(os.environ)
@@ -63,6 +66,7 @@ class AnalyticsApiResource(ConfigurableResource):
             "ANALYTICS_BACKOFF_FACTOR": self.backoff_factor,
             "ANALYTICS_MAX_RETRY_WAIT": self.max_retry_wait_seconds,
             "ANALYTICS_SCHEMA_DRIFT": self.schema_drift,
+            "ANALYTICS_MAX_CONCURRENCY": self.max_concurrency,
         }
         env.update({k: str(v) for k, v in overrides.items() if v is not None})
         return api_settings_from_env(env)

@@ -27,7 +27,7 @@ from .paginator import SafeOffsetPaginator
 from .prefetch import Prefetcher
 from .pages import PageToArrow
 from .schema import PageValidator, column_hints, declared_columns
-from .settings import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ApiSettings, RetryPolicy, check_url
+from .settings import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ApiSettings, check_url, default_token_url
 from .stats import SyncStats
 
 SOURCE_NAME = "analytics"
@@ -60,29 +60,32 @@ def rest_api_source(
     """Drop-in for dlt's `rest_api_source` that takes the seed's config as written."""
     config = copy.deepcopy(dict(config))
     stats = stats if stats is not None else SyncStats()
-    policy = settings.retry if settings else RetryPolicy()
     client = config["client"]
-    check_url(client["base_url"], ENV_BASE_URL)
-
     auth = client.get("auth")
+    if settings is None:  # the config alone, as in the seed: our defaults, which are the seed's policy
+        token_url = auth.get("token_url") if is_seed_auth(auth) else None
+        settings = ApiSettings(client["base_url"], token_url or default_token_url(client["base_url"]))
+    else:
+        check_url(client["base_url"], ENV_BASE_URL)
+    policy = settings.retry
+
     if is_seed_auth(auth):
         for key, variable in (("client_id", ENV_CLIENT_ID), ("client_secret", ENV_CLIENT_SECRET)):
             if not auth.get(key):
                 raise MissingCredentials(key, variable)
         auth = auth_from_seed(
             auth,
-            refresh_margin=settings.token_refresh_margin if settings else 60.0,
+            refresh_margin=settings.token_refresh_margin,
             session=build_session(policy, stats),
             stats=stats,
         )
         client["auth"] = auth
     reauthorize = auth.reauthorize if isinstance(auth, RefreshingOAuth2ClientCredentials) else None
-    concurrency = settings.max_concurrency if settings else 1
-    client["session"] = build_session(policy, stats, reauthorize, pool_size=max(10, concurrency))
-    prefetcher = attach_prefetcher(client["session"], concurrency)
+    client["session"] = build_session(policy, stats, reauthorize, pool_size=max(10, settings.max_concurrency))
+    prefetcher = attach_prefetcher(client["session"], settings.max_concurrency)
 
     defaults = config.get("resource_defaults") or {}
-    freeze = bool(settings and settings.schema_drift == "freeze")
+    freeze = settings.schema_drift == "freeze"
     config["resources"] = [
         _prepare_resource(resource, defaults, stats, window, freeze, prefetcher) for resource in config["resources"]
     ]
