@@ -2,6 +2,7 @@
 downstream of an external asset standing for its API endpoint."""
 
 
+from array import array
 from typing import Any, Iterator, Mapping, Sequence
 
 import dlt
@@ -199,9 +200,9 @@ def sync_tables(
 def _with_sync_metadata(context, connection, warehouse, result, resource, stats) -> MaterializeResult:  # noqa: ANN001
     window = window_of(context)
     table = warehouse.table(resource)
-    fetched_ids = stats.fetched_ids.get(resource, set())
-    audit.record_fetch(
-        connection, context.run.run_id, resource, window, stats.api_totals.get(resource), fetched_ids
+    fetched = audit.record_fetch(
+        connection, context.run.run_id, resource, window, stats.api_totals.get(resource),
+        stats.fetched_ids.get(resource, array("q")),
     )
     rows_by_day = dict(
         connection.execute(
@@ -224,8 +225,8 @@ def _with_sync_metadata(context, connection, warehouse, result, resource, stats)
     metadata = {
         **(result.metadata or {}),
         **stats.as_metadata(),
-        "rows_loaded_in_run": MetadataValue.int(len(fetched_ids)),
-        "api_total_for_window": MetadataValue.int(stats.api_totals.get(resource, len(fetched_ids))),
+        "rows_loaded_in_run": MetadataValue.int(fetched),
+        "api_total_for_window": MetadataValue.int(stats.api_totals.get(resource, fetched)),
         "window_start": MetadataValue.text(window.start.isoformat()),
         "window_end": MetadataValue.text(window.end.isoformat()),
         "schema_drift": MetadataValue.text(", ".join(drift) if drift else "none"),

@@ -6,6 +6,8 @@ and the `total` the API reported, and the check joins them against the merged ta
 
 from __future__ import annotations
 
+from array import array
+
 import duckdb
 import pyarrow as pa
 
@@ -20,8 +22,9 @@ def record_fetch(
     resource: str,
     window: Window,
     api_total: int | None,
-    fetched_ids: set,
-) -> None:
+    fetched_ids: array,
+) -> int:
+    """Records the run's window, the API's total and every fetched id; returns the distinct count."""
     connection.execute(f"CREATE SCHEMA IF NOT EXISTS {AUDIT_SCHEMA}")
     connection.execute(
         f"""CREATE TABLE IF NOT EXISTS {AUDIT_SCHEMA}.windows (
@@ -31,17 +34,22 @@ def record_fetch(
     connection.execute(
         f"CREATE TABLE IF NOT EXISTS {AUDIT_SCHEMA}.fetched_ids (run_id TEXT, resource TEXT, id BIGINT)"
     )
-    ids = pa.table({"id": pa.array(sorted(fetched_ids), pa.int64())})  # noqa: F841 - read by SQL
+    buffer = pa.py_buffer(fetched_ids)  # zero-copy: the array already holds int64s
+    ids = pa.table({"id": pa.Array.from_buffers(pa.int64(), len(fetched_ids), [None, buffer])})  # noqa: F841
     connection.execute("BEGIN")
     connection.execute(f"DELETE FROM {AUDIT_SCHEMA}.fetched_ids WHERE run_id = ? AND resource = ?", [run_id, resource])
     connection.execute(f"DELETE FROM {AUDIT_SCHEMA}.windows WHERE run_id = ? AND resource = ?", [run_id, resource])
+    connection.execute(f"INSERT INTO {AUDIT_SCHEMA}.fetched_ids SELECT DISTINCT ?, ?, id FROM ids", [run_id, resource])
     connection.execute(
         f"INSERT INTO {AUDIT_SCHEMA}.windows (run_id, resource, window_start, window_end, api_total, fetched) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [run_id, resource, window.start, window.end, api_total, len(fetched_ids)],
+        f"SELECT ?, ?, ?, ?, ?, count(*) FROM {AUDIT_SCHEMA}.fetched_ids WHERE run_id = ? AND resource = ?",
+        [run_id, resource, window.start, window.end, api_total, run_id, resource],
     )
-    connection.execute(f"INSERT INTO {AUDIT_SCHEMA}.fetched_ids SELECT ?, ?, id FROM ids", [run_id, resource])
+    distinct = connection.execute(
+        f"SELECT fetched FROM {AUDIT_SCHEMA}.windows WHERE run_id = ? AND resource = ?", [run_id, resource]
+    ).fetchone()[0]
     connection.execute("COMMIT")
+    return distinct
 
 
 def latest_fetch(connection: duckdb.DuckDBPyConnection, resource: str, run_id: str | None) -> tuple | None:

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import dlt
 from dlt.common.pipeline import LoadInfo
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.extract import DltSource
 
 from .errors import root_cause
@@ -17,6 +18,9 @@ PIPELINE_NAME = "analytics_assets"
 # Columnar loading: pages arrive as Arrow tables (see pages.py) and are written as parquet; dlt's
 # default insert_values path measured ~2,000 rows/s and 2.9 GB for 100,000 records here.
 LOADER_FILE_FORMAT = "parquet"
+# DuckDB sizes its memory from the machine's RAM; capped, a large merge spills to disk instead of
+# growing the run's footprint with the number of rows.
+DUCKDB_MEMORY_LIMIT = "96MB"
 
 
 class _ArrowJsonHintNotice(logging.Filter):
@@ -43,7 +47,9 @@ def make_pipeline(
     logging.getLogger("dlt").addFilter(_JSON_HINT_NOTICE)  # idempotent: filters are a set
     return dlt.pipeline(
         pipeline_name=pipeline_name,
-        destination=dlt.destinations.duckdb(str(duckdb_path)),
+        destination=dlt.destinations.duckdb(
+            DuckDbCredentials(str(duckdb_path), global_config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+        ),
         dataset_name=DATASET_NAME,
         pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
         progress=None,
