@@ -18,9 +18,10 @@ PIPELINE_NAME = "analytics_assets"
 # Columnar loading: pages arrive as Arrow tables (see pages.py) and are written as parquet; dlt's
 # default insert_values path measured ~2,000 rows/s and 2.9 GB for 100,000 records here.
 LOADER_FILE_FORMAT = "parquet"
-# DuckDB sizes its memory from the machine's RAM; capped, a large merge spills to disk instead of
-# growing the run's footprint with the number of rows.
-DUCKDB_MEMORY_LIMIT = "96MB"
+# DuckDB sizes its memory from the machine's RAM and runs a thread per core; capped, a large merge
+# spills to disk instead of growing the run's footprint with the number of rows (measured: a
+# 1,000,000-row load went from +185 MB to +120 MB, and no slower).
+DUCKDB_CONFIG = {"memory_limit": "64MB", "threads": 1}
 
 
 class _ArrowJsonHintNotice(logging.Filter):
@@ -48,7 +49,7 @@ def make_pipeline(
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=dlt.destinations.duckdb(
-            DuckDbCredentials(str(duckdb_path), global_config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+            DuckDbCredentials(str(duckdb_path), global_config=DUCKDB_CONFIG)
         ),
         dataset_name=DATASET_NAME,
         pipelines_dir=str(pipelines_dir) if pipelines_dir else None,

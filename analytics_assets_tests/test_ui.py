@@ -23,7 +23,14 @@ from analytics_assets.demo_api import DemoApi, DemoApiConfig
 from analytics_assets.partitions import day_window
 from analytics_assets.schema import declared_columns
 from analytics_assets.source import Window
-from analytics_assets_tests.ui_harness import ARTIFACTS, CHROMIUM, DagsterDev, chromium_context, make_dagster_home
+from analytics_assets_tests.ui_harness import (
+    ARTIFACTS,
+    CHROMIUM,
+    DagsterDev,
+    chromium_context,
+    dismiss_community_prompt,
+    make_dagster_home,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -70,7 +77,13 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
         dev = DagsterDev(env, cwd=tmp, log_path=tmp / "dagster-dev.log")
         try:
             dev.start()
-            with chromium_context(tmp / "chromium-profile", timezone_id="UTC", locale="en-US") as context:
+            with chromium_context(
+                tmp / "chromium-profile", timezone_id="UTC", locale="en-US", device_scale_factor=2
+            ) as context:
+                first = context.new_page()
+                first.goto(dev.url + "/overview")
+                dismiss_community_prompt(first)
+                first.close()
                 yield Ui(api, dev, home, warehouse, context)
         finally:
             dev.stop()
@@ -82,15 +95,13 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
 def page(ui: Ui, request: pytest.FixtureRequest) -> Iterator["Page"]:  # noqa: F821
     page = ui.context.new_page()
     page.set_default_timeout(30_000)
-    # First visit to a fresh profile: Dagster's newsletter prompt covers the page; skip it whenever it shows.
-    page.add_locator_handler(
-        page.get_by_text("Join the Dagster community"),
-        lambda: page.get_by_role("button", name="Skip", exact=True).click(),
-    )
     failed_before = request.session.testsfailed
     yield page
     if request.session.testsfailed > failed_before:
-        page.screenshot(path=ARTIFACTS / f"failed-{request.node.name}.png", full_page=True)
+        try:
+            page.screenshot(path=ARTIFACTS / f"failed-{request.node.name}.png", full_page=True)
+        except Exception:  # noqa: BLE001 - a crashed page must not hide the test's own failure
+            pass
     page.close()
 
 
@@ -99,12 +110,15 @@ def page(ui: Ui, request: pytest.FixtureRequest) -> Iterator["Page"]:  # noqa: F
 
 def expand_all_groups(page) -> None:  # noqa: ANN001
     """The global graph shows groups collapsed; expand them with the graph's own settings menu."""
+    from playwright.sync_api import expect
+
     page.get_by_role("button", name="settings", exact=True).click()
     toggle = page.get_by_role("menuitem", name=re.compile(r"(Expand|Collapse) all groups"))
     if "Expand all groups" in toggle.inner_text():
         toggle.click()
-    else:
-        page.keyboard.press("Escape")
+        expect(toggle).to_contain_text("Collapse all groups")
+    page.keyboard.press("Escape")  # the menu stays open after a toggle
+    expect(toggle).to_be_hidden()
 
 
 # Each group and asset node of the graph is a <foreignObject>; a node belongs to the group whose
@@ -134,6 +148,23 @@ def open_asset_graph(page, url: str) -> dict:  # noqa: ANN001
     layout = page.wait_for_function(NODES_BY_GROUP_JS, arg=["analytics", "analytics_api"]).json_value()
     page.mouse.move(0, 0)  # no hover highlight in the screenshot
     return layout
+
+
+GROUPS_BOX_JS = """groups => {
+  const rects = [...document.querySelectorAll('svg foreignObject')]
+    .filter(fo => { const t = fo.querySelector('[data-tooltip]'); return t && groups.includes(t.getAttribute('data-tooltip')); })
+    .map(fo => fo.getBoundingClientRect());
+  const left = Math.min(...rects.map(r => r.left)), top = Math.min(...rects.map(r => r.top));
+  return {x: left, y: top, width: Math.max(...rects.map(r => r.right)) - left, height: Math.max(...rects.map(r => r.bottom)) - top};
+}"""
+
+
+def screenshot_graph(page, path: Path, margin: int = 24) -> None:  # noqa: ANN001
+    """The lineage itself: the expanded groups and their assets, cropped from the canvas."""
+    box = page.evaluate(GROUPS_BOX_JS, ["analytics", "analytics_api"])
+    x, y = max(0, box["x"] - margin), max(0, box["y"] - margin)
+    page.screenshot(path=path, clip={"x": x, "y": y, "width": box["width"] + 2 * margin,
+                                     "height": box["height"] + 2 * margin})
 
 
 def open_materialize_dialog(page, url: str, selection: str, count: int):  # noqa: ANN001
@@ -192,7 +223,7 @@ def test_asset_graph_shows_endpoint_table_and_model(ui: Ui, page) -> None:  # no
         "analytics_api": ["resource_name"],
         "analytics": ["resource_name", "resource_name_daily_summary"],
     }
-    page.screenshot(path=ARTIFACTS / "asset-graph.png")
+    screenshot_graph(page, ARTIFACTS / "asset-graph.png")
 
 
 def test_asset_page_lists_columns_and_lineage_before_any_run(ui: Ui, page) -> None:  # noqa: ANN001
@@ -278,4 +309,4 @@ def test_backfill_of_three_days_runs_as_one_run(ui: Ui, page) -> None:  # noqa: 
 
     # The graph after both launches: four of the demo's five days filled.
     open_asset_graph(page, ui.url)
-    page.screenshot(path=ARTIFACTS / "asset-graph-after-runs.png")
+    screenshot_graph(page, ARTIFACTS / "asset-graph-after-runs.png")

@@ -54,7 +54,9 @@ class DagsterDev:
     def __init__(self, env: Mapping[str, str], cwd: Path, log_path: Path, port: Optional[int] = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env}
+        # The caller's settings only: a developer's own ANALYTICS_*/DAGSTER_* variables stay out.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "DAGSTER_"))}
+        self.env = {**inherited, **env}
         self.cwd = cwd
         self.log_path = log_path
         self.process: Optional[subprocess.Popen] = None
@@ -134,3 +136,17 @@ def chromium_context(user_data_dir: Path, **options) -> Iterator["BrowserContext
             yield context
         finally:
             context.close()
+
+
+def dismiss_community_prompt(page, timeout_ms: float = 15_000) -> None:  # noqa: ANN001 - a Playwright Page
+    """A fresh instance greets the first visitor on 127.0.0.1 with a newsletter prompt (about a second
+    after load) that covers the page; skip it as a user would. Skipping is remembered by the instance."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    prompt = page.get_by_text("Join the Dagster community")
+    try:
+        prompt.wait_for(timeout=timeout_ms)
+    except PlaywrightTimeoutError:
+        return  # already dismissed on this instance
+    page.get_by_role("button", name="Skip", exact=True).click()
+    prompt.wait_for(state="hidden")
