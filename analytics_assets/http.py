@@ -23,7 +23,7 @@ from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 from dlt.sources.helpers.requests import Client
 
 from .errors import RequestRejected, RetriesExhausted, TokenRejected
-from .prefetch import Prefetcher, served_from
+from .prefetch import Prefetcher
 from .settings import RetryPolicy
 from .stats import SyncStats
 
@@ -62,8 +62,8 @@ class PolicyAdapter(HTTPAdapter):
         return self
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
-        if not getattr(request, "_aa_prefetch", False):
-            prefetched = served_from(self.prefetcher, request.url or "")
+        if self.prefetcher is not None and not getattr(request, "_aa_prefetch", False):
+            prefetched = self.prefetcher.serve(request.url or "")
             if prefetched is not None:
                 return prefetched
         attempt = self._begin_attempt(request)

@@ -21,7 +21,7 @@ LOADER_FILE_FORMAT = "parquet"
 # DuckDB sizes its memory from the machine's RAM and runs a thread per core; capped, a large merge
 # spills to disk instead of growing the run's footprint with the number of rows (measured: a
 # 1,000,000-row load went from +185 MB to +120 MB, and no slower).
-DUCKDB_CONFIG = {"memory_limit": "64MB", "threads": 1}
+DUCKDB_CONFIG = {"memory_limit": "32MB", "threads": 1}
 
 
 class _ArrowJsonHintNotice(logging.Filter):

@@ -5,17 +5,23 @@ records per second. Once a page reports `total`, the paginator knows the offsets
 prefetcher sends those requests concurrently through the same session (same retries, token, error
 handling), and dlt's paging loop then receives each response in order from the transport adapter.
 Pages are still consumed and checked strictly in order, so the rows, their order and the drift
-checks are those of sequential paging. The window of requests in flight halves on a 429 and grows
-back by one after a window's worth of successes (AIMD), never above the configured cap.
+checks are those of sequential paging.
+
+How many requests are in flight: enough to hide the API's latency behind the time a page takes to
+process (measured as the run goes), so a fast local API is not slowed by threads it does not need;
+never more than the window, which halves on a 429 and grows back by one after a window's worth of
+successes (AIMD), and never more than the configured cap.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Optional
 
-from requests import Request, Response, Session
+from requests import PreparedRequest, Request, Response, Session
 from typing_extensions import Self
 
 
@@ -25,6 +31,9 @@ class Prefetcher:
         self.cap = max_concurrency
         self.window = max_concurrency
         self._successes = 0
+        self._fetch_seconds = 0.0  # moving averages: how long a request takes, and how long
+        self._page_seconds = 0.0  # the paging loop spends between two pages
+        self._last_served: Optional[float] = None
         self._futures: dict[str, Future] = {}
         self._lock = threading.Lock()
         self._pool: Optional[ThreadPoolExecutor] = None
@@ -48,12 +57,21 @@ class Prefetcher:
                     self.window += 1
                     self._successes = 0
 
+    @property
+    def depth(self) -> int:
+        """Requests to keep in flight: latency over processing time, plus one, within the window."""
+        if not self._page_seconds:
+            return self.window
+        needed = math.ceil(self._fetch_seconds / self._page_seconds) + 1
+        return max(1, min(self.window, needed))
+
     def want(self, requests: Iterable[Request]) -> None:
-        """Keep exactly these upcoming requests in flight (at most `window` of them); anything
+        """Keep exactly these upcoming requests in flight (at most `depth` of them); anything
         fetched for other URLs is a wrong guess and is dropped."""
         prepared = []
+        depth = self.depth
         for request in requests:
-            if len(prepared) >= self.window:
+            if len(prepared) >= depth:
                 break
             ready = self.session.prepare_request(request)
             ready._aa_prefetch = True  # type: ignore[attr-defined]
@@ -67,11 +85,31 @@ class Prefetcher:
                 self._pool = ThreadPoolExecutor(self.cap, thread_name_prefix="analytics-prefetch")
             for ready in prepared:
                 if ready.url not in self._futures:
-                    self._futures[ready.url] = self._pool.submit(self.session.send, ready)
+                    self._futures[ready.url] = self._pool.submit(self._timed_send, ready)
 
-    def take(self, url: str) -> Optional[Future]:
+    def _timed_send(self, request: PreparedRequest) -> Response:
+        started = time.monotonic()
+        try:
+            return self.session.send(request)
+        finally:
+            self._fetch_seconds = _average(self._fetch_seconds, time.monotonic() - started)
+
+    def serve(self, url: str) -> Optional[Response]:
+        """The prefetched response for `url`, waiting for it if still in flight; raises what its
+        request raised (retries exhausted, a malformed body...), exactly as a direct send would.
+        None when `url` was not prefetched."""
+        now = time.monotonic()
         with self._lock:
-            return self._futures.pop(url, None)
+            if self._last_served is not None:  # time the paging loop worked since the last page
+                self._page_seconds = _average(self._page_seconds, now - self._last_served)
+            future = self._futures.pop(url, None)
+        if future is None:
+            self._last_served = None
+            return None
+        try:
+            return future.result()
+        finally:
+            self._last_served = time.monotonic()
 
     def clear(self) -> None:
         with self._lock:
@@ -87,8 +125,5 @@ class Prefetcher:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def served_from(prefetcher: Optional[Prefetcher], url: str) -> Optional[Response]:
-    """The prefetched response for `url`, waiting for it if still in flight; raises what its
-    request raised (retries exhausted, a malformed body...), exactly as a direct send would."""
-    future = prefetcher.take(url) if prefetcher is not None else None
-    return future.result() if future is not None else None
+def _average(current: float, sample: float, weight: float = 0.2) -> float:
+    return sample if not current else current + weight * (sample - current)

@@ -17,7 +17,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from .errors import AnalyticsSyncError, DatabaseLocked
-from .pipeline import DATASET_NAME, PIPELINE_NAME, make_pipeline
+from .pipeline import DATASET_NAME, DUCKDB_CONFIG, PIPELINE_NAME, make_pipeline
 from .settings import (
     ENV_BASE_URL,
     ENV_CLIENT_ID,
@@ -94,7 +94,7 @@ class DuckDBDestination(ConfigurableResource):
         if read_only and not self.path.exists():
             raise AnalyticsSyncError(f"The DuckDB file {self.path} does not exist yet: materialize the analytics assets first.")
         try:
-            return duckdb.connect(str(self.path), read_only=read_only)
+            return duckdb.connect(str(self.path), read_only=read_only, config=DUCKDB_CONFIG)
         except duckdb.IOException as error:
             if "lock" in str(error).lower():
                 raise DatabaseLocked(str(error)) from None
