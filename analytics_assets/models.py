@@ -85,11 +85,19 @@ def _summary_asset(partitions_def: PartitionsDefinition) -> AssetsDefinition:
                 [window.start, window.end],
             )
             connection.execute("COMMIT")
-            rows = connection.execute(
-                f"SELECT count(*) FROM {SUMMARY_TABLE} WHERE day >= ?::TIMESTAMPTZ AT TIME ZONE 'UTC' "
-                "AND day < ?::TIMESTAMPTZ AT TIME ZONE 'UTC'",
-                [window.start, window.end],
-            ).fetchone()[0]
-        return MaterializeResult(metadata={"dagster/row_count": MetadataValue.int(rows)})
+            rows_by_day = dict(
+                connection.execute(
+                    f"SELECT strftime(day, '%Y-%m-%d'), count(*) FROM {SUMMARY_TABLE} "
+                    "WHERE day >= ?::TIMESTAMPTZ AT TIME ZONE 'UTC' AND day < ?::TIMESTAMPTZ AT TIME ZONE 'UTC' "
+                    "GROUP BY 1",
+                    [window.start, window.end],
+                ).fetchall()
+            )
+        for partition_key in context.partition_keys:  # each day its own count, also in a range run
+            context.add_asset_metadata(
+                {"dagster/partition_row_count": MetadataValue.int(rows_by_day.get(partition_key, 0))},
+                partition_key=partition_key,
+            )
+        return MaterializeResult(metadata={"categories": MetadataValue.int(sum(rows_by_day.values()))})
 
     return resource_name_daily_summary

@@ -106,3 +106,16 @@ def test_schema_drift_is_reported_in_metadata(dagster_api):
     columns = {c.name: c for c in metadata["dagster/column_schema"].schema.columns}
     assert "campaign" in columns and columns["metric_value"].description
     assert "jobs" not in metadata
+
+
+def test_summary_reports_rows_per_day_in_a_range_run(dagster_api):
+    result = run_job(first="2026-11-15", last="2026-11-16")
+    summaries = {
+        event.materialization.partition: event.materialization.metadata
+        for event in result.get_asset_materialization_events()
+        if tuple(event.materialization.asset_key.path) == ("analytics", "resource_name_daily_summary")
+    }
+    assert sorted(summaries) == ["2026-11-15", "2026-11-16"]
+    for day, metadata in summaries.items():
+        categories = {r["category"] for r in dagster_api.records_in_window(*day_bounds(day))}
+        assert metadata["dagster/partition_row_count"].value == len(categories)
