@@ -14,7 +14,6 @@ session ends with a one-line summary: "reliability: N scenarios run, P passed, R
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -45,10 +44,11 @@ NO_TABLE = "<no table>"
 
 @dataclass
 class Tally:
-    scenarios: int = 0
-    passed: int = 0
+    """Scenarios (test items of this folder) that ran, those that passed, rows compared."""
+
     rows: int = 0
-    counted: set = field(default_factory=set)
+    ran: set = field(default_factory=set)
+    passed: set = field(default_factory=set)
 
 
 TALLY = Tally()
@@ -59,35 +59,44 @@ def _is_reliability(nodeid: str) -> bool:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if not _is_reliability(report.nodeid):
-        return
-    # A scenario is counted once: at its call phase, or at setup when setup already failed/skipped.
-    if report.when == "call" or (report.when == "setup" and not report.passed):
-        if report.nodeid in TALLY.counted:
-            return
-        TALLY.counted.add(report.nodeid)
-        TALLY.scenarios += 1
-        if report.passed and not hasattr(report, "wasxfail"):
-            TALLY.passed += 1
+    if not _is_reliability(report.nodeid) or (report.skipped and not hasattr(report, "wasxfail")):
+        return  # skipped scenarios did not run (an xfail did: it is reported as skipped)
+    if report.when == "call" or report.failed:
+        TALLY.ran.add(report.nodeid)
+    if report.when == "call" and report.passed and not hasattr(report, "wasxfail"):
+        TALLY.passed.add(report.nodeid)
+    elif report.failed:  # a failing setup or teardown fails the scenario too
+        TALLY.passed.discard(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(
-        f"reliability: {TALLY.scenarios} scenarios run, {TALLY.passed} passed, {TALLY.rows} rows compared"
+        f"reliability: {len(TALLY.ran)} scenarios run, {len(TALLY.passed)} passed, {TALLY.rows} rows compared"
     )
 
 
 # --- outcome (a) or (b) -------------------------------------------------------------------------
 
 
+def error_messages(error: Any) -> list[str]:
+    """The messages of an error and of its causes, as Dagster shows them (without stack traces)."""
+    messages, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        messages.append(error.message)
+        error = error.cause or error.context
+    return messages
+
+
 def step_failures(result: Any) -> list[tuple[str, str]]:
-    """(step key, what the user reads) for every STEP_FAILURE of the run, in order."""
+    """(step key, what the user reads) for every STEP_FAILURE of the run, in order: the error, the
+    errors it was caused by, and a `Failure`'s description."""
     failures = []
     for event in result.all_events:
         if event.event_type_value != "STEP_FAILURE":
             continue
         data = event.step_failure_data
-        parts = [data.error.message if data.error else ""]
+        parts = error_messages(data.error)
         if data.user_failure_data is not None and data.user_failure_data.description:
             parts.append(data.user_failure_data.description)
         failures.append((event.step_key, "\n".join(parts)))
@@ -182,6 +191,7 @@ class Harness:
     def __init__(self, api: DemoApi, db: Path) -> None:
         self.api = api
         self.db = db
+        self.changes = 0
 
     def run(self, first: str, last: Optional[str] = None, instance: Any = None) -> Any:
         if last is None or last == first:
@@ -197,7 +207,8 @@ class Harness:
         self.succeeded(self.run(first, last), first, last)
         if change_upstream:
             victim = self.expected(first, last)[-1]
-            self.api.update_record(victim["id"], name=f"changed-upstream-{victim['id']}")
+            self.changes += 1
+            self.api.update_record(victim["id"], name=f"changed-upstream-{victim['id']}-{self.changes}")
         self.api.reset_stats()
         return table_checksum(self.db)
 
@@ -365,8 +376,9 @@ def cli_env(home: Path, **overrides: str) -> dict:
     return env
 
 
-def read_line(process: subprocess.Popen, timeout: float = 60.0) -> str:
-    """One line of a child's stdout, waiting at most `timeout` seconds for it."""
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    assert ready, f"no line from pid {process.pid} within {timeout:.0f} s"
-    return process.stdout.readline()
+def process_state(pid: int) -> str:
+    """The kernel's one-letter state of a process (R, S, T for stopped, Z...), '' once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return ""

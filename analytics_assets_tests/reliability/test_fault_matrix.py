@@ -1,28 +1,38 @@
 """The fault matrix: every way the API can misbehave, each through a full Dagster materialization,
-each ending in outcome (a) (recovered, table == server) or (b) (clear failure, table untouched).
+each ending in outcome (a) (recovered: table == server) or (b) (clear failure: table untouched).
 
-Most scenarios run over the window 2026-11-16..18 of the shared `dagster_api` (300 records: four
-pages of at most 100 with the one-record overlap), so that a fault `after=1` lands mid-run, after a
-page was already fetched.
+Scenarios run over the window 2026-11-16..18 of the shared `dagster_api` (300 records: four pages
+of at most 100 with the one-record overlap), so that a fault `after=1` lands mid-run, once a page
+was fetched. The window is materialized once per module through the job; each scenario starts from
+a copy of that DuckDB file (the table to protect) and changes a record upstream, so that a run
+that wrongly commits shows in the checksum.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import duckdb
 import pytest
 
+from analytics_assets.demo_api import DemoApi, DemoApiConfig
 from analytics_assets_tests.conftest import day_bounds, table_checksum
 from analytics_assets_tests.reliability.conftest import (
+    END_DATE,
     RESOURCE_PATH,
     TOKEN_PATH,
     Harness,
+    assert_matches_server,
+    assert_outcome,
     meta,
+    set_api_env,
 )
 
 FIRST, LAST = "2026-11-16", "2026-11-18"
@@ -30,26 +40,64 @@ EXHAUSTED = ("still failed after 4 attempts", "GET /v1/resource")
 UNREADABLE = ("GET /v1/resource", "cannot read", "ANALYTICS_API_BASE_URL")
 
 
+# --- the table to protect ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def primed_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FIRST..LAST materialized through the job once, from an API holding exactly the records of
+    the shared `dagster_api` (same seed and shape), and checked row by row."""
+    folder = tmp_path_factory.mktemp("primed")
+    db = folder / "warehouse.duckdb"
+    with DemoApi(DemoApiConfig(records=500, days=5, end_date=END_DATE)) as api, pytest.MonkeyPatch.context() as mp:
+        set_api_env(mp, api, db)
+        harness = Harness(api, db)
+        harness.succeeded(harness.run(FIRST, LAST), FIRST, LAST)
+    return db
+
+
+@pytest.fixture
+def primed(harness: Harness, primed_template: Path) -> str:
+    """A copy of the primed DuckDB file, then one record of the window changed upstream. Returns
+    the table's checksum: what a failed run must leave untouched."""
+    for suffix in ("", ".wal"):
+        source = Path(str(primed_template) + suffix)
+        if source.exists():
+            shutil.copyfile(source, Path(str(harness.db) + suffix))
+    assert_matches_server(harness.db, harness.expected(FIRST, LAST))
+    victim = harness.expected(FIRST, LAST)[-1]
+    harness.api.update_record(victim["id"], name=f"changed-upstream-{victim['id']}")
+    harness.api.reset_stats()
+    return table_checksum(harness.db)
+
+
+# --- scenario building blocks --------------------------------------------------------------------
+
+
 def statuses(api, path=RESOURCE_PATH) -> list:
     return [status for (_, p, _, status) in api.requests if p == path]
 
 
-def window_record(api, index: int, first: str = FIRST, last: str = LAST) -> dict:
-    return api.records_in_window(*day_bounds(first, last))[index]
+def window_record(api, index: int) -> dict:
+    return api.records_in_window(*day_bounds(FIRST, LAST))[index]
 
 
 @dataclass(frozen=True)
 class Case:
-    """One scenario. `inject(api, setenv)` arms the fault (and may return extra words the failure
-    must contain). The expected outcome is (b) when `fails_with` is given, else (a); `either=True`
-    accepts both (the words still apply to (b)). `verify(result, api)` checks what the run
-    reported; `heal` re-runs after a failure once the fault is gone: it must converge."""
+    """One scenario.
+
+    `inject(api, setenv)` arms the fault; it may return {"words": [...]} (more words the failure
+    must contain) and {"also": [...]} (records that stay in the table besides the server's window:
+    merges never delete). The expected outcome is (b) when `fails_with` is given, else (a);
+    `either=True` accepts both (the words still apply to (b)). `verify(result, api, armed)` checks
+    what the run reported. `heal`: after a failure, the fault is removed and the next run must converge.
+    """
 
     id: str
-    inject: Callable[[Any, Callable[[str, str], None]], Optional[list]]
+    inject: Callable[[Any, Callable[[str, str], None]], Optional[dict]]
     fails_with: tuple = ()
-    verify: Optional[Callable[[Any, Any], None]] = None
-    heal: bool = True
+    verify: Optional[Callable[[Any, Any, dict], Any]] = None
+    heal: bool = False
     either: bool = False
     marks: tuple = field(default=())
 
@@ -65,20 +113,31 @@ def queue(kind: str, **options: Any) -> Callable:
     return inject
 
 
+def in_turn(inject: Callable) -> Callable:
+    """The scenario with pages requested strictly one after another (ANALYTICS_MAX_CONCURRENCY=1):
+    for changes whose exact outcome depends on which pages were served before them."""
+
+    def sequential(api, setenv):
+        setenv("ANALYTICS_MAX_CONCURRENCY", "1")
+        return inject(api, setenv)
+
+    return sequential
+
+
 def retries(expected: int, throttle_at_least: float = 0.0) -> Callable:
-    def verify(result, api):
+    def verify(result, api, armed=None):
         assert meta(result, "retries") == expected
         assert meta(result, "seconds_waited_on_429_retry_after") >= throttle_at_least
 
     return verify
 
 
-# --- HTTP statuses and throttling -----------------------------------------------------------------
+# --- HTTP statuses and throttling ----------------------------------------------------------------
 
 
 def retry_after_date_storm(api, setenv):
-    # The HTTP date is computed just before the storm starts (on the first page), not at queue time,
-    # so that the whole wait the server asks for is still ahead when the 429s arrive.
+    # The HTTP date is computed as the first page is served, not at queue time, so that the whole
+    # wait the server asks for is still ahead when the 429s arrive.
     def arm(a):
         a.faults.queue("status", status=429, retry_after=formatdate(time.time() + 2, usegmt=True), times=3)
 
@@ -86,8 +145,9 @@ def retry_after_date_storm(api, setenv):
 
 
 def throttled(times: int, at_least: float) -> Callable:
-    def verify(result, api):
+    def verify(result, api, armed=None):
         assert statuses(api).count(429) == times
+        # The backoff factor is 0.05 (waits of 0.05..0.2 s): only Retry-After explains these waits.
         retries(times, at_least)(result, api)
 
     return verify
@@ -95,20 +155,19 @@ def throttled(times: int, at_least: float) -> Callable:
 
 HTTP_CASES = [
     Case("429_storm_retry_after_seconds", queue("status", status=429, retry_after=1, times=3, after=1),
-         verify=throttled(3, 2.5)),  # a 0.05 backoff factor explains ~0.35 s; only Retry-After explains 3 s
+         verify=throttled(3, 2.5)),
     Case("429_storm_retry_after_http_date", retry_after_date_storm, verify=throttled(3, 0.9)),
     *[Case(f"{status}_burst_within_budget", queue("status", status=status, times=3, after=1), verify=retries(3))
       for status in (500, 502, 503, 504)],
-    # Four failures of one request: on the first page, the only request in flight.
+    # Four failures of one request: the first page's, the only request in flight.
     Case("503_burst_beyond_budget", queue("status", status=503, times=4),
-         fails_with=(*EXHAUSTED, "HTTP 503"), verify=lambda result, api: statuses(api) == [503] * 4),
-    Case("502_burst_beyond_budget", queue("status", status=502, times=4),
-         fails_with=(*EXHAUSTED, "HTTP 502")),
+         fails_with=(*EXHAUSTED, "HTTP 503"), verify=lambda result, api, armed: statuses(api) == [503] * 4, heal=True),
+    Case("502_burst_beyond_budget", queue("status", status=502, times=4), fails_with=(*EXHAUSTED, "HTTP 502")),
     Case("429_storm_beyond_budget", queue("status", status=429, retry_after=0, times=4),
          fails_with=(*EXHAUSTED, "HTTP 429", "ANALYTICS_MAX_RETRIES")),
-    # The API goes down after the first page: every later request exhausts its retries.
+    # The API goes down after the first page: the next request exhausts its retries.
     Case("503_outage_mid_run", queue("status", status=503, times=1000, after=1),
-         fails_with=("still failed after 4 attempts", "HTTP 503")),
+         fails_with=("still failed after 4 attempts", "HTTP 503"), heal=True),
     Case("403_not_retried", queue("status", status=403, after=1),
          fails_with=("HTTP 403", "not retried", "GET /v1/resource")),
 ]
@@ -128,62 +187,59 @@ def hang(times: int, timeout: str) -> Callable:
 NETWORK_CASES = [
     Case("connection_reset", queue("reset", times=2, after=1), verify=retries(2)),
     Case("connection_reset_beyond_budget", queue("reset", times=4),
-         fails_with=(*EXHAUSTED, "ConnectionError")),
+         fails_with=(*EXHAUSTED, "ConnectionError"), heal=True),
     Case("server_closes_mid_response", queue("close_mid_body", times=2, after=1), verify=retries(2)),
-    Case("read_timeout", hang(1, "0.5"), verify=retries(1)),
-    Case("server_stops_answering", hang(100, "0.3"), fails_with=(*EXHAUSTED, "timed out")),
+    Case("read_timeout", hang(1, "1"), verify=lambda result, api, armed: (
+        meta(result, "retries") >= 1 and statuses(api).count(None) == 1)),
+    Case("server_stops_answering", hang(1000, "0.3"), fails_with=(*EXHAUSTED, "timed out"), heal=True),
 ]
 
 
 # --- OAuth2 --------------------------------------------------------------------------------------
 
 
-def token_expires_mid_run(api, setenv):
-    """1 s tokens, no refresh margin, 300 ms per page over six pages: the token dies mid-run."""
-    api.set_token_lifetime(1)
-    api.config.latency_ms = 300
-    setenv("ANALYTICS_TOKEN_REFRESH_MARGIN", "0")
-
-
 def revoke_mid_run(api, setenv):
-    api.faults.on_page(2, lambda a: a.revoke_tokens())
+    """Revoked as the first page is served: every later request carries a dead token. 300 ms per
+    response, so requests already in flight (when pages are fetched concurrently) all see a 401."""
+    api.config.latency_ms = 300
+    api.faults.on_page(1, lambda a: a.revoke_tokens())
 
 
 def wrong_secret(api, setenv):
     setenv("ANALYTICS_CLIENT_SECRET", "not-the-secret")
-    return [api.token_url]
+    return {"words": [api.token_url]}
 
 
-def exactly_one_token_request(result, api):
+def exactly_one_token_request(result, api, armed=None):
     assert api.request_count(path=TOKEN_PATH) == 1, "rejected credentials must not be retried"
     assert api.request_count(path=RESOURCE_PATH) == 0
 
 
-def expired_token_replaced(result, api):
-    assert api.tokens_issued >= 2 + 1  # the priming run's token, then at least two in this run
-    assert meta(result, "token_refreshes") >= 1
-    # Every 401 was answered by a fresh token and the request sent again: none is left unanswered.
-    assert api.request_count(path=RESOURCE_PATH, status=401) <= meta(result, "token_refreshes")
-
-
-def revoked_token_replaced_once(result, api):
-    assert api.request_count(path=RESOURCE_PATH, status=401) == 1
-    assert api.request_count(path=TOKEN_PATH) == 2
+def revoked_token_replaced_once(result, api, armed=None):
+    # Every request in flight with the revoked token may see a 401, but one new token serves them all.
+    assert api.request_count(path=RESOURCE_PATH, status=401) >= 1
+    assert api.request_count(path=TOKEN_PATH) == 2, "one token at the start, then exactly one replacement"
     assert meta(result, "token_refreshes") == 1
 
 
-def token_endpoint_retried(result, api):
+def token_endpoint_retried(result, api, armed=None):
     assert statuses(api, TOKEN_PATH) == [503, 503, 503, 200]
 
 
 AUTH_CASES = [
-    Case("token_expires_during_long_run", token_expires_mid_run, verify=expired_token_replaced),
-    Case("token_revoked_mid_run", revoke_mid_run, verify=revoked_token_replaced_once),
-    Case("token_endpoint_5xx", queue("status", path=TOKEN_PATH, status=503, times=3),
-         verify=token_endpoint_retried),
+    Case("token_revoked_mid_run", revoke_mid_run, verify=revoked_token_replaced_once,
+         marks=(pytest.mark.xfail(
+             strict=True, raises=AssertionError,
+             reason="BUG (concurrent paging): each request in flight with the revoked token gets its own "
+             "401 and PolicyAdapter.send calls reauthorize(force=True) for each; "
+             "RefreshingOAuth2ClientCredentials.ensure_token(force=True) fetches a new token every time, "
+             "even when another thread just renewed it: 3 concurrent 401s -> 3 replacement tokens "
+             "(4 token requests instead of 2)."),)),
+    Case("token_revoked_mid_run_paging_in_turn", in_turn(revoke_mid_run), verify=revoked_token_replaced_once),
+    Case("token_endpoint_5xx", queue("status", path=TOKEN_PATH, status=503, times=3), verify=token_endpoint_retried),
     Case("token_endpoint_rejects_secret", wrong_secret,
          fails_with=("rejected the client credentials", "ANALYTICS_CLIENT_SECRET"),
-         verify=exactly_one_token_request),
+         verify=exactly_one_token_request, heal=True),
     Case("token_endpoint_down", queue("status", path=TOKEN_PATH, status=503, times=4),
          fails_with=("POST /oauth/token still failed after 4 attempts", "HTTP 503")),
 ]
@@ -210,10 +266,45 @@ def insert_at_end(api, setenv):
     api.faults.on_page(2, lambda a: a.insert_record(dict(template, id=10_000_000, name="appended-while-paging")))
 
 
+def append_while_pages_in_flight(api, setenv):
+    """Pages fetched concurrently are answered out of order: the window's last page (offset 297)
+    first, then a record is appended at the end of the window, then pages 2 and 3, which report the
+    new `total` (301). The client has seen 301 but its last page says 300."""
+    setenv("ANALYTICS_MAX_CONCURRENCY", "4")
+    template = window_record(api, 0)
+    store, original = api._store, api._store.page
+    appended = threading.Event()
+    served: list[int] = []
+
+    def page(lo, hi, offset, size):
+        if offset == 0 or appended.is_set():
+            pass
+        elif offset == 297:
+            result = original(lo, hi, offset, size)
+            served.append(offset)
+            api.insert_record(dict(template, id=10_000_000, name="appended-while-in-flight"))
+            appended.set()
+            return result
+        else:
+            appended.wait(10)  # pages 2 and 3 wait for the last page, requested alongside them
+        served.append(offset)
+        return original(lo, hi, offset, size)
+
+    store.page = page
+    return {"served": served}
+
+
+def last_page_answered_first(result, api, armed):
+    assert armed["served"][:4] in ([0, 297, 99, 198], [0, 297, 198, 99]), (
+        f"the scenario needs pages 2..4 requested at once; pages were served at offsets {armed['served']}")
+
+
 def delete_ahead(api, setenv):
-    """`total` shrinks while paging: the window's last record goes away before it was read."""
-    last = window_record(api, -1)["id"]
-    api.faults.on_page(2, lambda a: a.delete_record(last))
+    """`total` shrinks while paging: a record near the window's end goes away. It stays in the
+    table as the earlier materialization loaded it (merges never delete)."""
+    doomed = window_record(api, -3)  # not the record `primed` changed upstream
+    api.faults.on_page(2, lambda a: a.delete_record(doomed["id"]))
+    return {"also": [doomed]}
 
 
 def insert_behind(api, setenv):
@@ -223,7 +314,7 @@ def insert_behind(api, setenv):
 
 
 def update_ahead(api, setenv):
-    """A record not read yet changes (and moves later within its day): the new version lands."""
+    """The window's last record changes (and moves later within its day) once paging started."""
     record = window_record(api, -2)
     newer = record["updated_at"][:10] + "T23:59:59Z"
     api.faults.on_page(2, lambda a: a.update_record(record["id"], name="updated-while-paging", updated_at=newer))
@@ -237,22 +328,29 @@ def never_settles(api, setenv):
 
 
 def rereads(expected: int) -> Callable:
-    def verify(result, api):
+    def verify(result, api, armed=None):
         assert meta(result, "window_rereads") == expected
 
     return verify
 
 
 PAGING_CASES = [
-    # Sequential paging stops on the loop guard; with pages fetched concurrently the repeated body
-    # may land on a later offset, where the overlap check sees drift and re-reads: both are right.
+    # Sequential paging stops on the loop guard; if pages are fetched concurrently, the repeated body
+    # may answer a later offset, where the overlap check sees drift and re-reads: both are right.
     Case("repeated_page", queue("repeat_page", after=1), fails_with=("repeats the previous page", "resource_name"),
          either=True),
-    Case("total_grows_while_paging", insert_at_end, verify=rereads(0)),
-    Case("total_shrinks_while_paging", delete_ahead, verify=rereads(0)),
+    Case("total_grows_while_paging", in_turn(insert_at_end)),
+    Case("total_grows_while_pages_in_flight", append_while_pages_in_flight, verify=last_page_answered_first,
+         marks=(pytest.mark.xfail(
+             strict=True, raises=AssertionError,
+             reason="BUG (concurrent paging): pages 2-3 report total=301, the last page (answered first) "
+             "300; SafeOffsetPaginator.update_state judges the end of the pass on the last page's total "
+             "only, so the pass ends at 300 records, no re-read, and the appended record is missing "
+             "while window_complete passes against the stale total."),)),
+    Case("total_shrinks_while_paging", delete_ahead),
     Case("record_inserted_behind_cursor", insert_behind, verify=rereads(1)),
-    Case("record_updated_ahead_of_cursor", update_ahead, verify=rereads(0)),
-    Case("data_never_settles", never_settles, fails_with=("kept changing", "nothing was written")),
+    Case("record_updated_while_paging", in_turn(update_ahead)),
+    Case("data_never_settles", never_settles, fails_with=("kept changing", "nothing was written"), heal=True),
 ]
 
 
@@ -263,7 +361,7 @@ def set_field(index: int, **fields: Any) -> Callable:
     def inject(api, setenv):
         victim = window_record(api, index)["id"]
         api.update_record(victim, **fields)
-        return [f"id={victim}"]
+        return {"words": [f"id={victim}"]}
 
     return inject
 
@@ -276,12 +374,12 @@ def drop_field(name: str) -> Callable:
             if record["id"] == victim:
                 del record[name]
         api.replace_records(records)
-        return [f"id={victim}"]
+        return {"words": [f"id={victim}"]}
 
     return inject
 
 
-def drift_reported(result, api):
+def drift_reported(result, api, armed=None):
     assert meta(result, "schema_drift") == "campaign"
     with duckdb.connect(os.environ["ANALYTICS_DUCKDB_PATH"], read_only=True) as connection:
         values = [v for (v,) in connection.execute("SELECT campaign FROM analytics.resource_name").fetchall()]
@@ -291,18 +389,16 @@ def drift_reported(result, api):
 ODD_TEXT = "Zoë 🚀👩🏽‍💻 ‮right-to-left‬ עברית العربية 中文 \u0000 nul \u200b zero-width é"
 
 SCHEMA_CASES = [
-    Case("required_field_null", set_field(150, name=None), fails_with=("'name'", "is null", "NOT NULL"), heal=False),
-    Case("required_field_missing", drop_field("created_at"), fails_with=("'created_at'", "is missing"), heal=False),
-    Case("wrong_type", set_field(150, metric_value="12.5"), fails_with=("'metric_value'", "is not a number"),
-         heal=False),
+    Case("required_field_null", set_field(150, name=None), fails_with=("'name'", "is null", "NOT NULL")),
+    Case("required_field_missing", drop_field("created_at"), fails_with=("'created_at'", "is missing")),
+    Case("wrong_type", set_field(150, metric_value="12.5"), fails_with=("'metric_value'", "is not a number")),
     Case("wrong_timestamp", set_field(150, created_at="yesterday"),
-         fails_with=("'created_at'", "is not an ISO 8601 timestamp"), heal=False),
+         fails_with=("'created_at'", "is not an ISO 8601 timestamp")),
     Case("new_undeclared_field", set_field(120, campaign="spring"), verify=drift_reported),
     Case("huge_string", set_field(10, name="x" * 1_000_000, category="y" * 100_000)),
     Case("odd_unicode", set_field(20, name=ODD_TEXT, category="tab\tnew\nline\r\n",
                                   properties={"emoji": "🚀", "rtl": "‮x‬", "nul": "a\u0000b"})),
-    Case("lone_surrogate", set_field(150, name="bad \ud800 text"),
-         fails_with=("'name'", "not valid Unicode"), heal=False),
+    Case("lone_surrogate", set_field(150, name="bad \ud800 text"), fails_with=("'name'", "not valid Unicode")),
 ]
 
 
@@ -310,25 +406,22 @@ ALL_CASES = HTTP_CASES + NETWORK_CASES + AUTH_CASES + BODY_CASES + PAGING_CASES 
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in ALL_CASES])
-def test_fault(harness: Harness, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
+def test_fault(harness: Harness, primed: str, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
     api = harness.api
-    if case.id == "token_expires_during_long_run":
-        first, last = "2026-11-15", "2026-11-19"  # six pages
-    else:
-        first, last = FIRST, LAST
-    before = harness.prime(first, last)
-    original_env = {}
+    original_env: dict[str, Optional[str]] = {}
 
     def setenv(name: str, value: str) -> None:
         original_env.setdefault(name, os.environ.get(name))
         monkeypatch.setenv(name, value)
 
-    extra_words = case.inject(api, setenv) or []
-    result = harness.run(first, last)
+    armed = case.inject(api, setenv) or {}
+    result = harness.run(FIRST, LAST)
 
-    outcome = harness.outcome(result, first, last, [*case.fails_with, *extra_words], before, case.expect)
+    expected = harness.expected(FIRST, LAST) + armed.get("also", [])
+    words = [*case.fails_with, *armed.get("words", [])]
+    outcome = assert_outcome(result, harness.db, expected, words, primed, case.expect)
     if case.verify:
-        assert case.verify(result, api) is not False
+        assert case.verify(result, api, armed) is not False
 
     if outcome == "b" and case.heal:
         # The fault is gone: the next run converges to exactly the server's data.
@@ -339,7 +432,23 @@ def test_fault(harness: Harness, monkeypatch: pytest.MonkeyPatch, case: Case) ->
                 monkeypatch.delenv(name)
             else:
                 monkeypatch.setenv(name, value)
-        harness.succeeded(harness.run(first, last), first, last)
+        harness.succeeded(harness.run(FIRST, LAST), FIRST, LAST)
+
+
+# --- scenarios that need an API of their own, or several runs ----------------------------------
+
+
+def test_token_expires_during_long_run(harness_for, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 s tokens and no refresh margin; the second page takes 1.5 s to answer, so the ~25 pages
+    after it are requested with an expired token unless the run renews it."""
+    harness = harness_for(records=2500, token_lifetime=1, latency_ms=10)
+    monkeypatch.setenv("ANALYTICS_TOKEN_REFRESH_MARGIN", "0")
+    harness.api.faults.queue("slow", retry_after=1.5, after=1)
+    result = harness.run("2026-11-15", "2026-11-19")
+    harness.succeeded(result, "2026-11-15", "2026-11-19")
+    assert meta(result, "token_refreshes") >= 1 and harness.api.tokens_issued >= 2
+    # Every request refused for an expired token was answered by a renewed one.
+    assert harness.api.request_count(path=RESOURCE_PATH, status=401) <= meta(result, "token_refreshes")
 
 
 def test_page_cap_below_limit(harness_for) -> None:
@@ -347,31 +456,31 @@ def test_page_cap_below_limit(harness_for) -> None:
     harness = harness_for(records=500, page_cap=30)
     result = harness.run("2026-11-17")
     harness.succeeded(result, "2026-11-17")
-    assert meta(result, "pages_fetched") >= 4  # 100 records at most 30 a page
+    assert meta(result, "pages_fetched") >= 4  # 100 records, at most 30 a page
     assert meta(result, "rows_loaded", "2026-11-17") == 100
 
 
-def test_record_moved_to_another_day_while_paging_converges(harness: Harness) -> None:
-    """A record already read moves to the next day: the window is re-read; the table keeps the record
-    as read until that day is synced, after which the table equals the server for both windows."""
-    harness.prime(FIRST, LAST, change_upstream=False)
+def test_record_moved_to_another_day_while_paging_converges(harness: Harness, primed: str) -> None:
+    """A record already read moves to the next day: the window is read again; the table keeps the
+    record as read until that day is synced, after which the table equals the server for both."""
     moved = window_record(harness.api, 5)["id"]
     harness.api.faults.on_page(
         2, lambda a: a.update_record(moved, name="moved-while-paging", updated_at="2026-11-19T08:00:00Z"))
     first_run = harness.run(FIRST, LAST)
-    assert first_run.success and meta(first_run, "window_rereads") == 1
+    assert first_run.success
     harness.succeeded(harness.run("2026-11-19"), FIRST, "2026-11-19")
 
 
-def test_empty_window_after_data(harness: Harness) -> None:
+def test_empty_window_after_data(harness: Harness, primed: str) -> None:
     """A day before the data (2026-11-10) loads nothing, reports 0 and leaves the table as it was."""
-    before = harness.prime("2026-11-16", change_upstream=False)
-    result = harness.run("2026-11-10")
-    harness.succeeded(result, "2026-11-16")
     assert harness.expected("2026-11-10") == []
+    victim = window_record(harness.api, -1)["id"]
+    harness.api.update_record(victim, name=f"item-{victim:05d}")  # undo `primed`'s change: nothing to sync
+    result = harness.run("2026-11-10")
+    harness.succeeded(result, "2026-11-10", expected=harness.expected(FIRST, LAST))
+    assert table_checksum(harness.db) == primed
     assert meta(result, "rows_loaded", "2026-11-10") == 0
     assert meta(result, "dagster/partition_row_count", "2026-11-10") == 0
-    assert table_checksum(harness.db) == before
 
 
 @pytest.mark.xfail(

@@ -1,0 +1,155 @@
+"""Configuration validation: a wrong ANALYTICS_* value fails with a message naming the variable,
+before any credential leaves the process; through a Dagster run, the run fails naming it and the
+table is untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytics_assets.settings import SettingsError, api_settings_from_env
+from analytics_assets_tests.reliability.conftest import Harness
+
+BASE = "ANALYTICS_API_BASE_URL"
+TOKEN = "ANALYTICS_TOKEN_URL"
+ALLOWED = "ANALYTICS_ALLOWED_TOKEN_HOSTS"
+API = "https://api.example.com"
+
+
+def settings(**env: str):
+    return api_settings_from_env({BASE: API, **env})
+
+
+def refused(variable: str, *words: str, **env: str) -> str:
+    with pytest.raises(SettingsError) as error:
+        settings(**env)
+    message = str(error.value)
+    assert variable in message, message
+    for word in words:
+        assert word.lower() in message.lower(), message
+    return message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["api.example.com", "ftp://api.example.com", "https://", "https:///v1", "//api.example.com", "not a url",
+     "file:///etc/passwd"],
+)
+def test_malformed_base_url_is_refused(url: str) -> None:
+    refused(BASE, "http(s) URL", **{BASE: url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://api.example.com", "http://10.0.0.5:8080", "http://127.0.0.1.nip.io", "http://localhost.example.com",
+     "http://127.0.0.1@api.example.com/"],
+)
+def test_plain_http_to_a_non_loopback_host_is_refused(url: str) -> None:
+    refused(BASE, "plain http", "clear text", **{BASE: url})
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.example.com", "https://api.example.com/base/", "http://127.0.0.1:8080", "http://localhost:8080",
+            "http://[::1]:8080"],
+)
+def test_valid_base_urls_are_accepted(url: str) -> None:
+    assert settings(**{BASE: url}).base_url == url
+
+
+@pytest.mark.parametrize(
+    "token_url",
+    ["https://idp.example.com/oauth/token", "https://api.example.com@evil.example/oauth/token",
+     "https://api.example.com.evil.example/oauth/token"],
+)
+def test_token_url_on_another_host_is_refused(token_url: str) -> None:
+    refused(TOKEN, ALLOWED, "only sent to the API's own host", **{TOKEN: token_url})
+
+
+@pytest.mark.parametrize("allowed", ["idp.example.com", "login.example.com, idp.example.com"])
+def test_token_host_listed_in_allowed_hosts_is_accepted(allowed: str) -> None:
+    token_url = "https://idp.example.com/oauth/token"
+    assert settings(**{TOKEN: token_url, ALLOWED: allowed}).token_url == token_url
+
+
+def test_allowed_token_host_over_plain_http_is_still_refused() -> None:
+    refused(TOKEN, "plain http", **{TOKEN: "http://idp.example.com/oauth/token", ALLOWED: "idp.example.com"})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=SettingsError,
+    reason="BUG: ANALYTICS_ALLOWED_TOKEN_HOSTS is compared case-sensitively. settings.api_settings_from_env "
+    "keeps the entries as typed while urlsplit().hostname is lower-cased, so 'IDP.Example.com' never "
+    "matches the host 'idp.example.com' and the listed identity provider is refused.",
+)
+def test_allowed_token_hosts_are_case_insensitive() -> None:
+    token_url = "https://idp.example.com/oauth/token"
+    assert settings(**{TOKEN: token_url, ALLOWED: "IDP.Example.com"}).token_url == token_url
+
+
+@pytest.mark.parametrize(
+    "variable, value, words",
+    [
+        ("ANALYTICS_MAX_RETRIES", "three", ["whole number"]),
+        ("ANALYTICS_MAX_RETRIES", "1.5", ["whole number"]),
+        ("ANALYTICS_MAX_RETRIES", "-1", ["zero or more"]),
+        ("ANALYTICS_HTTP_TIMEOUT", "abc", ["number"]),
+        ("ANALYTICS_HTTP_TIMEOUT", "30s", ["number"]),
+        ("ANALYTICS_HTTP_TIMEOUT", "-5", ["positive"]),
+        ("ANALYTICS_HTTP_TIMEOUT", "0", ["positive"]),
+        ("ANALYTICS_BACKOFF_FACTOR", "-2", ["positive"]),
+        ("ANALYTICS_MAX_RETRY_WAIT", "soon", ["number"]),
+        ("ANALYTICS_TOKEN_REFRESH_MARGIN", "-60", ["zero or more"]),
+    ],
+)
+def test_bad_numbers_are_refused_naming_the_variable(variable: str, value: str, words: list) -> None:
+    message = refused(variable, *words, **{variable: value})
+    assert repr(value) in message, "the message should quote the offending value"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,
+    reason="BUG: ANALYTICS_HTTP_TIMEOUT=nan passes validation. settings._number() only rejects values "
+    "< 0 or == 0, and every comparison with NaN is false; the run later fails deep in urllib3 "
+    "('Invalid value NaN (not a number)') without naming the variable.",
+)
+def test_nan_timeout_is_refused() -> None:
+    refused("ANALYTICS_HTTP_TIMEOUT", "number", **{"ANALYTICS_HTTP_TIMEOUT": "nan"})
+
+
+def test_zero_retries_is_a_valid_policy() -> None:
+    assert settings(ANALYTICS_MAX_RETRIES="0").retry.max_attempts == 1
+
+
+# --- through a Dagster run -----------------------------------------------------------------------
+
+RUN_CASES = [
+    pytest.param({BASE: "http://api.example.com"}, [BASE, "plain http"], id="base_url_plain_http"),
+    pytest.param({BASE: "api.example.com"}, [BASE, "http(s) URL"], id="base_url_without_scheme"),
+    pytest.param({BASE: None}, [BASE, "is not set"], id="base_url_missing"),
+    pytest.param({TOKEN: "https://idp.example.com/oauth/token"}, [TOKEN, ALLOWED], id="token_url_other_host"),
+    pytest.param({"ANALYTICS_MAX_RETRIES": "-1"}, ["ANALYTICS_MAX_RETRIES", "zero or more"], id="max_retries_negative"),
+    pytest.param({"ANALYTICS_HTTP_TIMEOUT": "abc"}, ["ANALYTICS_HTTP_TIMEOUT", "number"], id="timeout_not_a_number"),
+    pytest.param(
+        {"ANALYTICS_HTTP_TIMEOUT": "nan"}, ["ANALYTICS_HTTP_TIMEOUT"], id="timeout_nan",
+        marks=pytest.mark.xfail(
+            strict=True, raises=AssertionError,
+            reason="BUG: ANALYTICS_HTTP_TIMEOUT=nan passes settings._number(); the run fails in urllib3 "
+            "with 'Invalid value NaN (not a number)', not naming the variable."),
+    ),
+]
+
+
+@pytest.mark.parametrize("env, words", RUN_CASES)
+def test_run_fails_naming_the_variable(harness: Harness, monkeypatch: pytest.MonkeyPatch, env: dict,
+                                       words: list) -> None:
+    before = harness.prime("2026-11-16")
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+    result = harness.run("2026-11-16")
+    harness.failed(result, words, before)
+    if "nan" not in env.values():
+        assert harness.api.request_count() == 0, "nothing, credentials least of all, may be sent"
