@@ -27,7 +27,8 @@ from . import audit
 from .api_config import api_config
 from .errors import root_cause
 from .partitions import window_of
-from .pipeline import DATASET_NAME, PIPELINE_NAME, run_options
+from .pipeline import DATASET_NAME, PIPELINE_NAME, forget_dropped_tables, run_options
+from .pool import WRITER_POOL
 from .resources import AnalyticsApiResource, DuckDBDestination
 from .schema import declared_columns
 from .settings import ApiSettings
@@ -36,7 +37,6 @@ from .stats import SyncStats
 
 API_GROUP = "analytics_api"
 TABLE_GROUP = "analytics"
-WRITER_POOL = "duckdb_writer"
 OWNERS = ["team:analytics-engineering"]
 PREVIEW_ROWS = 5
 
@@ -177,11 +177,13 @@ def sync_tables(
     )
     try:
         source = rest_api_source(api_config(settings), SOURCE_NAME, settings=settings, window=window, stats=stats)
+        pipeline = warehouse.pipeline(context.run.run_id)
+        forget_dropped_tables(pipeline, source.resources.keys())
         results = list(
             dlt_resource.run(
                 context=context,
                 dlt_source=source,
-                dlt_pipeline=warehouse.pipeline(context.run.run_id),
+                dlt_pipeline=pipeline,
                 dagster_dlt_translator=AnalyticsDltTranslator(),
                 **run_options(),
             )
@@ -210,7 +212,7 @@ def _with_sync_metadata(context, connection, warehouse, result, resource, stats)
             "WHERE updated_at >= ? AND updated_at < ? GROUP BY 1",
             [window.start, window.end],
         ).fetchall()
-    ) if _table_exists(connection, table) else {}
+    ) if warehouse.has_table(connection, resource) else {}
     fetched_by_day = stats.fetched_by_day.get(resource, {})
     for partition_key in context.partition_keys:
         context.add_asset_metadata(
@@ -233,19 +235,9 @@ def _with_sync_metadata(context, connection, warehouse, result, resource, stats)
     }
     if declared_columns(resource):
         metadata["dagster/column_schema"] = column_schema(resource, drift)
-    if _table_exists(connection, table):
+    if warehouse.has_table(connection, resource):
         metadata["preview"] = MetadataValue.md(_preview(connection, table, window))
     return MaterializeResult(asset_key=result.asset_key, metadata=metadata)
-
-
-def _table_exists(connection, table: str) -> bool:  # noqa: ANN001
-    schema, name = table.split(".")
-    return bool(
-        connection.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, name],
-        ).fetchone()[0]
-    )
 
 
 def _preview(connection, table: str, window) -> str:  # noqa: ANN001

@@ -64,11 +64,15 @@ def latest_fetch(connection: duckdb.DuckDBPyConnection, resource: str, run_id: s
     ).fetchone()
 
 
-def missing_ids(connection: duckdb.DuckDBPyConnection, run_id: str, resource: str, table: str) -> list[int]:
+def missing_ids(
+    connection: duckdb.DuckDBPyConnection, run_id: str, resource: str, table: str | None
+) -> list[int]:
+    """Up to 20 ids the run fetched that the table lacks (all of them when there is no table)."""
+    anti_join = f"ANTI JOIN {table} t ON t.id = f.id" if table else ""
     return [
         row[0]
         for row in connection.execute(
-            f"SELECT f.id FROM {AUDIT_SCHEMA}.fetched_ids f ANTI JOIN {table} t ON t.id = f.id "
+            f"SELECT f.id FROM {AUDIT_SCHEMA}.fetched_ids f {anti_join} "
             "WHERE f.run_id = ? AND f.resource = ? ORDER BY f.id LIMIT 20",
             [run_id, resource],
         ).fetchall()

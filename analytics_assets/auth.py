@@ -66,10 +66,12 @@ class RefreshingOAuth2ClientCredentials(OAuth2ClientCredentials):
         if renewing and self.stats is not None:
             self.stats.add(token_refreshes=1)
 
-    def ensure_token(self, force: bool = False) -> str:
-        """The current token, renewed first if it is due (or `force`d after a 401)."""
+    def ensure_token(self, rejected: Optional[str] = None) -> str:
+        """The current token, renewed first if it is due, or if it is still the `rejected` one
+        (several requests in flight may all get a 401 for the same token: one renewal serves all)."""
         with self._lock:
-            if force or self.access_token is None or self.is_token_expired():
+            stale = self.access_token is None or self.is_token_expired()
+            if stale or (rejected is not None and str(self.access_token) == rejected):
                 self.obtain_token()
             return str(self.access_token)
 
@@ -77,10 +79,13 @@ class RefreshingOAuth2ClientCredentials(OAuth2ClientCredentials):
         request.headers["Authorization"] = f"Bearer {self.ensure_token()}"
         return request
 
-    def reauthorize(self, request: PreparedRequest, force: bool) -> None:
-        """Called by the HTTP adapter before every attempt, so retries never carry a stale token."""
-        if "Authorization" in request.headers:
-            request.headers["Authorization"] = f"Bearer {self.ensure_token(force)}"
+    def reauthorize(self, request: PreparedRequest, after_401: bool) -> None:
+        """Called by the HTTP adapter before every attempt, so retries never carry a stale token,
+        and after a 401, to replace the token that request carried."""
+        header = request.headers.get("Authorization")
+        if header is not None:
+            rejected = header.removeprefix("Bearer ") if after_401 else None
+            request.headers["Authorization"] = f"Bearer {self.ensure_token(rejected)}"
 
     def __repr__(self) -> str:  # dataclass repr would print the secrets
         return f"{type(self).__name__}(access_token_url={self.access_token_url!r})"

@@ -17,7 +17,8 @@ from dagster import (
     asset,
 )
 
-from .assets import OWNERS, TABLE_GROUP, WRITER_POOL, table_key
+from .assets import OWNERS, TABLE_GROUP, table_key
+from .pool import WRITER_POOL
 from .partitions import window_of
 from .pipeline import DATASET_NAME
 from .resources import DuckDBDestination
@@ -75,15 +76,16 @@ def _summary_asset(partitions_def: PartitionsDefinition) -> AssetsDefinition:
                 "AND day < ?::TIMESTAMPTZ AT TIME ZONE 'UTC'",
                 [window.start, window.end],
             )
-            connection.execute(
-                f"""INSERT INTO {SUMMARY_TABLE}
-                SELECT CAST(updated_at AT TIME ZONE 'UTC' AS DATE), category, count(*),
-                       sum(metric_value), avg(metric_value), sum(event_count)
-                FROM {DATASET_NAME}.resource_name
-                WHERE updated_at >= ? AND updated_at < ?
-                GROUP BY ALL ORDER BY ALL""",
-                [window.start, window.end],
-            )
+            if warehouse.has_table(connection, "resource_name"):  # absent after an empty first window
+                connection.execute(
+                    f"""INSERT INTO {SUMMARY_TABLE}
+                    SELECT CAST(updated_at AT TIME ZONE 'UTC' AS DATE), category, count(*),
+                           sum(metric_value), avg(metric_value), sum(event_count)
+                    FROM {DATASET_NAME}.resource_name
+                    WHERE updated_at >= ? AND updated_at < ?
+                    GROUP BY ALL ORDER BY ALL""",
+                    [window.start, window.end],
+                )
             connection.execute("COMMIT")
             rows_by_day = dict(
                 connection.execute(

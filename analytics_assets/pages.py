@@ -45,6 +45,7 @@ class PageToArrow:
         self.columns = declared_columns(validator.resource)
         self.batch: list[pa.Table] = []
         self.batch_rows = 0
+        self.emitted = False
 
     def __call__(self, page: Any, meta: Any = None) -> Any:
         records = page if isinstance(page, list) else [page]
@@ -56,9 +57,15 @@ class PageToArrow:
         last_page = paginator is None or not paginator.has_next_page
         if self.batch and (last_page or self.batch_rows >= BATCH_ROWS):
             return self.flush()
+        if last_page and not self.emitted:
+            # An empty window still hands dlt the declared schema, so the table exists, typed,
+            # from the very first run.
+            self.emitted = True
+            return self.to_arrow([])
         return None
 
     def flush(self) -> Any:
+        self.emitted = True
         batch, self.batch, self.batch_rows = self.batch, [], 0
         try:
             return pa.concat_tables(batch, promote_options="permissive")
@@ -66,7 +73,7 @@ class PageToArrow:
             return batch  # drift columns whose inferred types differ between pages: table by table
 
     def to_arrow(self, records: list) -> pa.Table:
-        extra = self.validate(records)
+        extra = self.validate(records) if records else []
         arrays, fields = [], []
         for column in self.columns:
             values = [record.get(column.name) for record in records]

@@ -9,7 +9,8 @@ Drift: every page after the first starts one record early, at the last record al
 record before the offset left or entered the window meanwhile, that overlap record is a different
 one, and the rows under the offsets have shifted: the window is read again from the start (a
 bounded number of times), and the duplicates this brings into the load are settled by the merge's
-dedup on the newest `updated_at`. A pass must also end with as many records as the final `total`.
+dedup on the newest `updated_at`. Within a pass `total` must not change, and the pass must end
+with exactly as many records as `total`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class SafeOffsetPaginator(BasePaginator):
     def _start_pass(self) -> None:
         self.offset = self.initial_offset  # records of this pass read so far, from the start
         self.pages = 0
+        self.first_total: Optional[int] = None
         self.last_id: Any = None
         self.previous_ids: Optional[List[Any]] = None
         self.widest_page = 0
@@ -119,6 +121,12 @@ class SafeOffsetPaginator(BasePaginator):
         if data and isinstance(data[-1], dict):
             self.last_id = data[-1].get("id")
 
+        if total is not None and self.first_total is None:
+            self.first_total = total
+        elif total is not None and total != self.first_total:
+            # Pages fetched concurrently arrive out of order: the total of one page alone cannot
+            # tell whether records entered the window meanwhile, a change of it can.
+            self.drift = self.drift or f"the window's total changed from {self.first_total} to {total}"
         if self.drift:
             done = True
         elif total is not None:

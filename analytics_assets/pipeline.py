@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import dlt
 from dlt.common.pipeline import LoadInfo
@@ -62,10 +62,31 @@ def run_options() -> dict[str, Any]:
     return {"loader_file_format": LOADER_FILE_FORMAT}
 
 
+def forget_dropped_tables(pipeline: dlt.Pipeline, tables: Iterable[str]) -> None:
+    """If someone dropped one of our tables by hand, make dlt create it again.
+
+    dlt restores its schema from the destination's `_dlt_version` and, finding its version
+    current, skips creating tables it believes exist: the merge then fails on the missing table.
+    Forgetting the stored versions makes the next load compare against the real tables.
+    """
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return
+        existing = {
+            row[0]
+            for row in client.execute_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", pipeline.dataset_name
+            )
+        }
+        if "_dlt_version" in existing and not set(tables) <= existing:
+            client.execute_sql(f"DELETE FROM {client.make_qualified_table_name('_dlt_version')}")
+
+
 def sync(pipeline: dlt.Pipeline, source: DltSource) -> LoadInfo:
     """Run one sync. Packages left by an earlier failed run are dropped first: their data is
     refetched by this run, and loading them could resurrect a half-finished attempt."""
     pipeline.abort_packages()
+    forget_dropped_tables(pipeline, source.resources.keys())
     try:
         return pipeline.run(source, **run_options())
     except Exception as error:

@@ -13,10 +13,11 @@ from typing import Optional
 
 import dlt
 import duckdb
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field
 
 from .errors import AnalyticsSyncError, DatabaseLocked
+from .pool import WRITER_POOL, release_slots_of_dead_runs
 from .pipeline import DATASET_NAME, DUCKDB_CONFIG, PIPELINE_NAME, make_pipeline
 from .settings import (
     ENV_BASE_URL,
@@ -80,6 +81,12 @@ class DuckDBDestination(ConfigurableResource):
         default=None, description="Where dlt keeps per-run working folders; default beside the database."
     )
 
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Before this run's steps queue for the writer pool, free slots held by dead runs."""
+        if context.instance is not None:
+            for run_id in release_slots_of_dead_runs(context.instance):
+                context.log.warning(f"Released the `{WRITER_POOL}` slot of run {run_id}, whose process had died.")
+
     @property
     def path(self) -> Path:
         return Path(self.database_path) if self.database_path else duckdb_path_from_env()
@@ -102,4 +109,13 @@ class DuckDBDestination(ConfigurableResource):
 
     def table(self, resource: str) -> str:
         return f"{DATASET_NAME}.{resource}"
+
+    def has_table(self, connection: duckdb.DuckDBPyConnection, resource: str) -> bool:
+        """A first run over an empty window creates no table: readers must not fail on that."""
+        return bool(
+            connection.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [DATASET_NAME, resource],
+            ).fetchone()[0]
+        )
 

@@ -7,6 +7,7 @@ names the variable instead of surfacing later as an obscure HTTP or DuckDB error
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -73,9 +74,9 @@ class ApiSettings:
     def __post_init__(self) -> None:
         check_url(self.base_url, ENV_BASE_URL)
         check_url(self.token_url, ENV_TOKEN_URL)
-        token_host = urlsplit(self.token_url).hostname
+        token_host = urlsplit(self.token_url).hostname  # urlsplit lowercases host names
         api_host = urlsplit(self.base_url).hostname
-        if token_host != api_host and token_host not in self.allowed_token_hosts:
+        if token_host != api_host and token_host not in {h.lower() for h in self.allowed_token_hosts}:
             raise SettingsError(
                 f"{ENV_TOKEN_URL} points at host {token_host!r}, not the API host {api_host!r}: "
                 "client credentials are only sent to the API's own host. If this identity "
@@ -130,6 +131,8 @@ def _number(
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a {'whole ' if kind is int else ''}number; got {raw!r}.")
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a finite number; got {raw!r}.")
     if value < 0 or (value == 0 and not allow_zero):
         raise SettingsError(f"{name} must be {'zero or more' if allow_zero else 'positive'}; got {raw!r}.")
     return value

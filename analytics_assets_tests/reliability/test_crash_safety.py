@@ -118,15 +118,6 @@ def test_sigkill_leaves_the_table_and_the_next_run_converges(
     harness.succeeded(harness.run(PARTITION), PARTITION)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a SIGKILLed run keeps its `duckdb_writer` pool slot forever. dagster.yaml limits the pool "
-    "to 1; the slot is claimed in the instance's event-log storage when the step starts and is freed "
-    "only when the run ends. A killed `dagster asset materialize` never ends (nothing monitors it "
-    "without the daemon), so every later run on that DAGSTER_HOME logs 'Step blocked by limit for "
-    "pool duckdb_writer' and waits forever.",
-)
 def test_a_killed_run_does_not_block_the_next_one(harness_for, processes: Processes, tmp_path: Path) -> None:
     from dagster import DagsterInstance
 
@@ -165,14 +156,6 @@ def test_a_killed_run_does_not_block_the_next_one(harness_for, processes: Proces
     harness.succeeded(harness.run(PARTITION), PARTITION)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: after `DROP TABLE analytics.resource_name` by hand the next run fails at load with "
-    "'Catalog Error: Table with name resource_name does not exist!'. The schema version stored in "
-    "analytics._dlt_version still matches, so dlt skips its migration (update_stored_schema) and "
-    "never recreates the table; the merge SQL then hits the missing table.",
-)
 def test_table_dropped_by_hand_is_rebuilt(harness: Harness) -> None:
     harness.prime(PARTITION, change_upstream=False)
     with duckdb.connect(str(harness.db)) as connection:

@@ -227,14 +227,7 @@ def token_endpoint_retried(result, api, armed=None):
 
 
 AUTH_CASES = [
-    Case("token_revoked_mid_run", revoke_mid_run, verify=revoked_token_replaced_once,
-         marks=(pytest.mark.xfail(
-             strict=True, raises=AssertionError,
-             reason="BUG (concurrent paging): each request in flight with the revoked token gets its own "
-             "401 and PolicyAdapter.send calls reauthorize(force=True) for each; "
-             "RefreshingOAuth2ClientCredentials.ensure_token(force=True) fetches a new token every time, "
-             "even when another thread just renewed it: 3 concurrent 401s -> 3 replacement tokens "
-             "(4 token requests instead of 2)."),)),
+    Case("token_revoked_mid_run", revoke_mid_run, verify=revoked_token_replaced_once),
     Case("token_revoked_mid_run_paging_in_turn", in_turn(revoke_mid_run), verify=revoked_token_replaced_once),
     Case("token_endpoint_5xx", queue("status", path=TOKEN_PATH, status=503, times=3), verify=token_endpoint_retried),
     Case("token_endpoint_rejects_secret", wrong_secret,
@@ -340,13 +333,7 @@ PAGING_CASES = [
     Case("repeated_page", queue("repeat_page", after=1), fails_with=("repeats the previous page", "resource_name"),
          either=True),
     Case("total_grows_while_paging", in_turn(insert_at_end)),
-    Case("total_grows_while_pages_in_flight", append_while_pages_in_flight, verify=last_page_answered_first,
-         marks=(pytest.mark.xfail(
-             strict=True, raises=AssertionError,
-             reason="BUG (concurrent paging): pages 2-3 report total=301, the last page (answered first) "
-             "300; SafeOffsetPaginator.update_state judges the end of the pass on the last page's total "
-             "only, so the pass ends at 300 records, no re-read, and the appended record is missing "
-             "while window_complete passes against the stale total."),)),
+    Case("total_grows_while_pages_in_flight", append_while_pages_in_flight, verify=last_page_answered_first),
     Case("total_shrinks_while_paging", delete_ahead),
     Case("record_inserted_behind_cursor", insert_behind, verify=rereads(1)),
     Case("record_updated_while_paging", in_turn(update_ahead)),
@@ -483,14 +470,6 @@ def test_empty_window_after_data(harness: Harness, primed: str) -> None:
     assert meta(result, "dagster/partition_row_count", "2026-11-10") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: the first-ever run on an empty day fails. The sync loads 0 rows, so dlt never creates "
-    "analytics.resource_name, and the blocking checks id_unique / required_columns_not_null "
-    "(checks.py) query the missing table: 'Catalog Error: Table with name resource_name does not "
-    "exist!' -> the run fails instead of succeeding with rows_loaded 0.",
-)
 def test_empty_window_as_first_run(harness: Harness) -> None:
     result = harness.run("2026-11-10")
     harness.succeeded(result, "2026-11-10", expected=[])

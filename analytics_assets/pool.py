@@ -1,0 +1,57 @@
+"""The `duckdb_writer` pool: one step at a time touches the DuckDB file (limit 1 in dagster.yaml).
+
+A pool slot is released when its run ends. A run whose process was killed outright (SIGKILL, an
+out-of-memory kill) never ends by itself when nothing monitors it, as with `dagster asset
+materialize`, so its slot would block every later run forever. Each run therefore looks, before its
+steps queue for the pool, for slot holders whose process is gone, marks them failed and frees their
+slots. DuckDB allows one writer machine anyway, so the process check is local.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from dagster import DagsterEventType, DagsterInstance
+
+WRITER_POOL = "duckdb_writer"
+
+
+def release_slots_of_dead_runs(instance: DagsterInstance, pool: str = WRITER_POOL) -> list[str]:
+    released = []
+    for run_id in instance.event_log_storage.get_concurrency_info(pool).active_run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            pid = _worker_pid(instance, run_id)
+            if pid is None or _alive(pid):
+                continue
+            instance.report_run_failed(run, f"Its process (pid {pid}) died; its `{pool}` slot was released.")
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        released.append(run_id)
+    return released
+
+
+def _worker_pid(instance: DagsterInstance, run_id: str) -> Optional[int]:
+    """The pid Dagster recorded when the run started executing its steps."""
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        data = record.dagster_event.event_specific_data if record.dagster_event else None
+        pid = getattr(data, "metadata", {}).get("pid") if data else None
+        if pid is not None:
+            return int(pid.value)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
