@@ -29,7 +29,8 @@ def _json_text(value: Any) -> Optional[str]:
 
 
 # dlt recomputes and validates the table schema for every Arrow item it receives (its contract
-# cache does not cover Arrow), a few milliseconds each: pages are handed over in batches.
+# cache does not cover Arrow), a few milliseconds each; Arrow's own calls cost per call too. Pages
+# are therefore validated and converted in batches.
 BATCH_ROWS = 10_000
 
 
@@ -43,46 +44,35 @@ class PageToArrow:
     def __init__(self, validator: PageValidator) -> None:
         self.validate = validator
         self.columns = declared_columns(validator.resource)
-        self.batch: list[pa.Table] = []
-        self.batch_rows = 0
+        self.batch: list = []
         self.emitted = False
 
     def __call__(self, page: Any, meta: Any = None) -> Any:
-        records = page if isinstance(page, list) else [page]
-        if records:
-            table = self.to_arrow(records)
-            self.batch.append(table)
-            self.batch_rows += table.num_rows
+        self.batch.extend(page if isinstance(page, list) else [page])
         paginator = getattr(page, "paginator", None)
         last_page = paginator is None or not paginator.has_next_page
-        if self.batch and (last_page or self.batch_rows >= BATCH_ROWS):
-            return self.flush()
-        if last_page and not self.emitted:
+        if len(self.batch) >= BATCH_ROWS or (last_page and (self.batch or not self.emitted)):
             # An empty window still hands dlt the declared schema, so the table exists, typed,
             # from the very first run.
             self.emitted = True
-            return self.to_arrow([])
+            records, self.batch = self.batch, []
+            return self.to_arrow(records)
         return None
 
-    def flush(self) -> Any:
-        self.emitted = True
-        batch, self.batch, self.batch_rows = self.batch, [], 0
-        try:
-            return pa.concat_tables(batch, promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return batch  # drift columns whose inferred types differ between pages: table by table
-
     def to_arrow(self, records: list) -> pa.Table:
-        extra = self.validate(records) if records else []
+        values, extra = self.validate(records)
         arrays, fields = [], []
         for column in self.columns:
-            values = [record.get(column.name) for record in records]
+            column_values = values[column.name]
             if column.data_type == "json":
-                values = [_json_text(value) for value in values]
+                column_values = [_json_text(value) for value in column_values]
             if column.data_type == "timestamp":
-                array = pa.array(values, pa.string()).cast(ARROW_TYPES["timestamp"])
+                try:
+                    array = pa.array(column_values, pa.string()).cast(ARROW_TYPES["timestamp"])
+                except pa.ArrowInvalid:
+                    self.validate.raise_first_violation(records, column.name)
             else:
-                array = pa.array(values, ARROW_TYPES[column.data_type])
+                array = pa.array(column_values, ARROW_TYPES[column.data_type])
             arrays.append(array)
             fields.append(pa.field(column.name, array.type, nullable=column.nullable))
         for name in extra:

@@ -92,8 +92,7 @@ class SafeOffsetPaginator(BasePaginator):
         if self.prefetcher is None or not self.prefetcher.enabled or total is None or not self.widest_page:
             return
         step = max(1, self.widest_page - 1)
-        offsets = range(self._next_offset(), total - 1, step)
-        self.prefetcher.want(self._request_at(offset) for offset in offsets)
+        self.prefetcher.want(range(self._next_offset(), total - 1, step), self._request_at)
 
     def _request_at(self, offset: int) -> Request:
         t = self.template

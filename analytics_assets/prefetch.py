@@ -15,11 +15,12 @@ successes (AIMD), and never more than the configured cap.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from requests import PreparedRequest, Request, Response, Session
 from typing_extensions import Self
@@ -34,7 +35,8 @@ class Prefetcher:
         self._fetch_seconds = 0.0  # moving averages: how long a request takes, and how long
         self._page_seconds = 0.0  # the paging loop spends between two pages
         self._last_served: Optional[float] = None
-        self._futures: dict[str, Future] = {}
+        self._futures: dict[str, Future] = {}  # by URL, as the transport adapter sees requests
+        self._urls: dict[int, str] = {}  # offset -> URL of what is in flight
         self._lock = threading.Lock()
         self._pool: Optional[ThreadPoolExecutor] = None
 
@@ -65,27 +67,30 @@ class Prefetcher:
         needed = math.ceil(self._fetch_seconds / self._page_seconds) + 1
         return max(1, min(self.window, needed))
 
-    def want(self, requests: Iterable[Request]) -> None:
-        """Keep exactly these upcoming requests in flight (at most `depth` of them); anything
-        fetched for other URLs is a wrong guess and is dropped."""
-        prepared = []
-        depth = self.depth
-        for request in requests:
-            if len(prepared) >= depth:
-                break
-            ready = self.session.prepare_request(request)
-            ready._aa_prefetch = True  # type: ignore[attr-defined]
-            prepared.append(ready)
-        wanted = {ready.url for ready in prepared}
+    def want(self, offsets: Iterable[int], request_at: Callable[[int], Request]) -> None:
+        """Keep the requests for the first `depth` of these upcoming offsets in flight; anything
+        fetched for other offsets is a wrong guess and is dropped. Only new requests are prepared."""
+        wanted = list(itertools.islice(offsets, self.depth))
         with self._lock:
-            for url in list(self._futures):
-                if url not in wanted:
-                    self._futures.pop(url).cancel()
+            for offset in [o for o in self._urls if o not in wanted]:
+                future = self._futures.pop(self._urls.pop(offset), None)
+                if future is not None:
+                    future.cancel()
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.cap, thread_name_prefix="analytics-prefetch")
-            for ready in prepared:
-                if ready.url not in self._futures:
-                    self._futures[ready.url] = self._pool.submit(self._timed_send, ready)
+            template = None
+            for offset in wanted:
+                if offset in self._urls:
+                    continue
+                request = request_at(offset)
+                if template is None:  # preparing applies auth, headers and hooks: once is enough
+                    template = ready = self.session.prepare_request(request)
+                else:
+                    ready = template.copy()
+                    ready.prepare_url(request.url, request.params)
+                ready._aa_prefetch = True  # type: ignore[attr-defined]
+                self._urls[offset] = ready.url
+                self._futures[ready.url] = self._pool.submit(self._timed_send, ready)
 
     def _timed_send(self, request: PreparedRequest) -> Response:
         started = time.monotonic()
@@ -103,6 +108,7 @@ class Prefetcher:
             if self._last_served is not None:  # time the paging loop worked since the last page
                 self._page_seconds = _average(self._page_seconds, now - self._last_served)
             future = self._futures.pop(url, None)
+            self._urls = {o: u for o, u in self._urls.items() if u != url}
         if future is None:
             self._last_served = None
             return None
@@ -116,6 +122,7 @@ class Prefetcher:
             for future in self._futures.values():
                 future.cancel()
             self._futures.clear()
+            self._urls.clear()
 
     def close(self) -> None:
         self.clear()

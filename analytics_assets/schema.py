@@ -74,8 +74,6 @@ def _is_text(value: Any) -> Optional[str]:
 
 
 def _is_timestamp(value: Any) -> Optional[str]:
-    if isinstance(value, datetime):
-        return None if value.tzinfo else "is a timestamp without a time zone"
     if not isinstance(value, str):
         return "is not an ISO 8601 timestamp"
     try:
@@ -96,26 +94,52 @@ _CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "timestamp": _is_timestamp,
 }
 
+# The Python types each declared type accepts, checked a whole column at a time; `bool` is its own
+# type here, so True never passes for a bigint. Timestamps are parsed by Arrow afterwards.
+_COLUMN_TYPES: dict[str, set] = {
+    "bigint": {int},
+    "double": {int, float},
+    "bool": {bool},
+    "json": {dict, list},
+    "text": {str},
+    "timestamp": {str},
+}
+
 
 class PageValidator:
-    """Checks each record of a page against the declared columns. Undeclared fields are drift:
-    reported, and kept as new columns, unless the schema is frozen."""
+    """Checks a batch of records against the declared columns, a column at a time; when a column
+    fails, the records are checked one by one to name the first bad record and field. Undeclared
+    fields are drift: reported, and kept as new columns, unless the schema is frozen."""
 
     def __init__(self, resource: str, stats: SyncStats, freeze: bool = False) -> None:
         self.resource = resource
         self.stats = stats
         self.freeze = freeze
-        self.columns = [(c.name, c.nullable, _CHECKS[c.data_type]) for c in declared_columns(resource)]
-        self.declared = frozenset(c.name for c in declared_columns(resource))
+        self.columns = declared_columns(resource)
+        self.declared = frozenset(c.name for c in self.columns)
 
-    def __call__(self, page: list) -> list[str]:
-        """Raises SchemaViolation for the first bad record; returns the page's undeclared fields."""
-        for record in page:
-            self._check(record)
-        extra = set().union(*(record.keys() for record in page)) - self.declared
+    def __call__(self, records: list) -> tuple[dict[str, list], list[str]]:
+        """The declared columns' values, and the batch's undeclared fields; raises SchemaViolation."""
+        if not all(isinstance(record, Mapping) for record in records):
+            self.raise_first_violation(records)
+        values: dict[str, list] = {}
+        for column in self.columns:
+            column_values = [record.get(column.name) for record in records]
+            kinds = set(map(type, column_values))
+            nulls = type(None) in kinds
+            kinds.discard(type(None))
+            if (nulls and not column.nullable) or not kinds <= _COLUMN_TYPES[column.data_type]:
+                self.raise_first_violation(records)
+            if column.data_type == "text" and not _encodable(column_values):
+                self.raise_first_violation(records)
+            values[column.name] = column_values
+        return values, self._drift(records)
+
+    def _drift(self, records: list) -> list[str]:
+        extra = set().union(*(record.keys() for record in records)) - self.declared
         if extra and self.freeze:
             name = sorted(extra)[0]
-            offender = next(record for record in page if name in record)
+            offender = next(record for record in records if name in record)
             raise SchemaViolation(
                 self.resource,
                 offender.get("id"),
@@ -127,18 +151,33 @@ class PageValidator:
             self.stats.note_drift(self.resource, extra)
         return sorted(extra)
 
+    def raise_first_violation(self, records: list, column: Optional[str] = None) -> None:
+        """Record by record, the slow and precise path."""
+        for record in records:
+            self._check(record)
+        offender = records[0].get("id") if records else None
+        raise SchemaViolation(self.resource, offender, column or "<record>", "could not be read as declared")
+
     def _check(self, record: Any) -> None:
         if not isinstance(record, Mapping):
             raise SchemaViolation(self.resource, None, "<record>", f"is not a JSON object: {str(record)[:60]!r}")
-        for name, nullable, check in self.columns:
-            value = record.get(name)
+        for column in self.columns:
+            value = record.get(column.name)
             if value is None:
-                if not nullable:
-                    problem = "is null" if name in record else "is missing"
-                    raise SchemaViolation(self.resource, record.get("id"), name, f"{problem} but is declared NOT NULL")
+                if not column.nullable:
+                    problem = "is null" if column.name in record else "is missing"
+                    raise SchemaViolation(self.resource, record.get("id"), column.name, f"{problem} but is declared NOT NULL")
                 continue
-            problem = check(value)
+            problem = _CHECKS[column.data_type](value)
             if problem:
                 raise SchemaViolation(
-                    self.resource, record.get("id"), name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})"
+                    self.resource, record.get("id"), column.name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})"
                 )
+
+
+def _encodable(values: list) -> bool:
+    try:
+        "".join(value for value in values if value is not None).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

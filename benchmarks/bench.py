@@ -254,7 +254,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--large", action="store_true", help="1,000,000 records")
-    parser.add_argument("--latency-records", type=int, default=20_000)
+    parser.add_argument("--latency-records", type=int, default=100_000)
     parser.add_argument("--merge-rows", type=int, nargs=2, default=[100_000, 1_000_000])
     parser.add_argument("--import-repeat", type=int, default=5, help="runs per import timing (median)")
     parser.add_argument("--run", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
