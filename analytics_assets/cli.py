@@ -94,7 +94,7 @@ def dev(port: int) -> int:
     _dagster_home()
     with DemoApi(DemoApiConfig(records=DEMO_RECORDS, days=DEMO_DAYS)) as api:
         _point_at(api)
-        print(f"Demo API on {api.base_url}; starting `dagster dev` on http://127.0.0.1:{port}")
+        print(f"Demo API on {api.base_url}; starting `dagster dev` on http://127.0.0.1:{port}", flush=True)
         command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                    "-h", "127.0.0.1", "-p", str(port)]
         try:

@@ -52,3 +52,46 @@ def test_two_cli_materializations_at_once_queue_on_the_writer_pool(dagster_api, 
         assert process.returncode == 0, output[-3000:]
         assert "Could not set lock" not in output
     assert_table_matches(tmp_path / "warehouse.duckdb", dagster_api.records_in_window(*day_bounds("2026-11-16", "2026-11-17")))
+
+
+def test_dev_command_serves_the_ui_wired_to_the_demo_api(tmp_path):
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(BIN / "analytics-assets"), "dev", "--port", str(port)], cwd=tmp_path,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    query = json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                                 "locationOrLoadError { __typename } } } } }"}).encode()
+    try:
+        deadline, entries = time.monotonic() + 180, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["locationOrLoadError"]:
+                    break
+            except (OSError, KeyError, TypeError):
+                pass
+            time.sleep(0.5)
+        assert entries == [{"name": "analytics_assets", "locationOrLoadError": {"__typename": "RepositoryLocation"}}], log.read_text()[-3000:]
+        demo_url = re.search(r"Demo API on (http://127\.0\.0\.1:\d+)", log.read_text()).group(1)
+        with urllib.request.urlopen(demo_url + "/oauth/token", data=b"grant_type=client_credentials&"
+                                    b"client_id=demo-client&client_secret=demo-secret", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
