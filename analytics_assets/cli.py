@@ -30,6 +30,12 @@ def _dagster_home() -> Path:
     if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
         shutil.copyfile(PROJECT_ROOT / "dagster.yaml", config)
     os.environ["DAGSTER_HOME"] = str(home)
+    from dagster import DagsterInstance
+
+    from .pool import prepare_pool
+
+    with DagsterInstance.get() as instance:
+        prepare_pool(instance)
     return home
 
 

@@ -17,6 +17,15 @@ from dagster import DagsterEventType, DagsterInstance
 WRITER_POOL = "duckdb_writer"
 
 
+def prepare_pool(instance: DagsterInstance, pool: str = WRITER_POOL) -> None:
+    """Allocate the pool's slots (dagster.yaml's default limit) once, before runs start.
+
+    Dagster allocates a pool's default slots lazily, on the first claim; on a fresh instance two
+    runs claiming at the same moment each allocated one, and both wrote at once (seen in CI).
+    """
+    instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
+
+
 def release_slots_of_dead_runs(instance: DagsterInstance, pool: str = WRITER_POOL) -> list[str]:
     released = []
     for run_id in instance.event_log_storage.get_concurrency_info(pool).active_run_ids:

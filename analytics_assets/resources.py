@@ -17,7 +17,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field
 
 from .errors import AnalyticsSyncError, DatabaseLocked
-from .pool import WRITER_POOL, release_slots_of_dead_runs
+from .pool import WRITER_POOL, prepare_pool, release_slots_of_dead_runs
 from .pipeline import DATASET_NAME, DUCKDB_CONFIG, PIPELINE_NAME, make_pipeline
 from .settings import (
     ENV_BASE_URL,
@@ -82,8 +82,10 @@ class DuckDBDestination(ConfigurableResource):
     )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Before this run's steps queue for the writer pool, free slots held by dead runs."""
+        """Before this run's steps queue for the writer pool: its slot exists, and slots held by
+        dead runs are free."""
         if context.instance is not None:
+            prepare_pool(context.instance)
             for run_id in release_slots_of_dead_runs(context.instance):
                 context.log.warning(f"Released the `{WRITER_POOL}` slot of run {run_id}, whose process had died.")
 

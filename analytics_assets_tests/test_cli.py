@@ -39,7 +39,10 @@ def test_two_cli_materializations_at_once_queue_on_the_writer_pool(dagster_api, 
     shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
     env["DAGSTER_HOME"] = str(home)
-    DagsterInstance.from_config(str(home)).dispose()  # create the instance once, before the race
+    from analytics_assets.pool import prepare_pool
+
+    with DagsterInstance.from_config(str(home)) as instance:  # created once, before runs race
+        prepare_pool(instance)
     commands = [
         [str(BIN / "dagster"), "asset", "materialize", "-m", "analytics_assets.definitions",
          "--select", "analytics/resource_name", "--partition", day]

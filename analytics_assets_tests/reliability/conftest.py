@@ -363,7 +363,10 @@ def make_dagster_home(path: Path) -> Path:
 
     path.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "dagster.yaml", path / "dagster.yaml")
-    DagsterInstance.from_config(str(path)).dispose()
+    from analytics_assets.pool import prepare_pool
+
+    with DagsterInstance.from_config(str(path)) as instance:  # created once, before runs race
+        prepare_pool(instance)
     return path
 
 
