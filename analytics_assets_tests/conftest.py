@@ -129,9 +129,6 @@ def make_api() -> Iterator[Any]:
 
 # --- Dagster ---------------------------------------------------------------------------------
 
-DAGSTER_DAYS = ("2026-11-15", "2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19")
-
-
 @pytest.fixture
 def dagster_api(make_api, tmp_path, monkeypatch) -> DemoApi:
     """A demo API holding five fixed days of records, and the ANALYTICS_* variables a user would

@@ -3,7 +3,6 @@
 from collections import defaultdict
 
 from analytics_assets_tests.conftest import (
-    DAGSTER_DAYS,
     assert_table_matches,
     day_bounds,
     run_job,

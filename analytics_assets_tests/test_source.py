@@ -5,7 +5,6 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-import dlt
 import pytest
 
 from analytics_assets.api_config import api_config
