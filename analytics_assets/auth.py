@@ -9,14 +9,13 @@ the credentials were rejected without echoing them.
 
 from __future__ import annotations
 
-from typing_extensions import Self
-
 import copy
 import threading
 from typing import Annotated, Any, Mapping, Optional
 
 import pendulum
 from requests import PreparedRequest, Session
+from typing_extensions import Self
 
 from dlt.common.configuration import NotResolved, configspec
 from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
@@ -39,7 +38,7 @@ class RefreshingOAuth2ClientCredentials(OAuth2ClientCredentials):
         super().__post_init__()
         self._lock = threading.Lock()
 
-    def __deepcopy__(self, memo: dict) -> "Self":
+    def __deepcopy__(self, memo: dict) -> Self:
         """dlt deep-copies configs to mask their secrets before validating them; the copy gets a
         lock of its own (locks cannot be copied) and is never used to fetch."""
         clone = copy.copy(self)

@@ -9,8 +9,6 @@ retry loop, so it sees every attempt and re-applies a fresh token to each one, r
 
 from __future__ import annotations
 
-from typing_extensions import Self
-
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Optional
@@ -19,6 +17,7 @@ from urllib.parse import urlsplit
 from requests import PreparedRequest, Response, Session
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
+from typing_extensions import Self
 
 from dlt.sources.helpers.requests import Client
 
@@ -57,7 +56,7 @@ class PolicyAdapter(HTTPAdapter):
         self.reauthorize = reauthorize
         self.prefetcher: Optional[Prefetcher] = None
 
-    def __deepcopy__(self, memo: dict) -> "Self":
+    def __deepcopy__(self, memo: dict) -> Self:
         """Shared by design: dlt deep-copies configs, and a copy would split the run's state."""
         return self
 

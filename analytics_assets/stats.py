@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing_extensions import Self
-
 import threading
 import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
+
+from typing_extensions import Self
 
 ProgressSink = Callable[[str], None]
 
@@ -37,7 +37,7 @@ class SyncStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _last_report: float = field(default_factory=time.monotonic, repr=False)
 
-    def __deepcopy__(self, memo: dict) -> "Self":
+    def __deepcopy__(self, memo: dict) -> Self:
         """Shared by design: dlt deep-copies configs, and a copy would split the run's state."""
         return self
 
