@@ -9,6 +9,7 @@ retry loop, so it sees every attempt and re-applies a fresh token to each one, r
 
 from __future__ import annotations
 
+import os
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Optional
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 from requests import PreparedRequest, Response, Session
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
+from requests.utils import get_environ_proxies
 from typing_extensions import Self
 
 from dlt.sources.helpers.requests import Client
@@ -137,8 +139,13 @@ def build_session(
     stats: SyncStats,
     reauthorize: Optional[Reauthorizer] = None,
     pool_size: int = 10,
+    base_url: Optional[str] = None,
 ) -> Session:
-    """A session that retries exactly `policy.statuses` and transient network errors."""
+    """A session that retries exactly `policy.statuses` and transient network errors.
+
+    With `base_url`, the environment's proxy and CA settings are read once, for that host: requests
+    otherwise re-reads the whole environment on every request (about a tenth of a run's CPU).
+    """
     client = Client(
         request_timeout=policy.timeout,
         raise_for_status=False,
@@ -155,6 +162,10 @@ def build_session(
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    if base_url is not None:
+        session.proxies.update(get_environ_proxies(base_url))
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.trust_env = False
     return session
 
 

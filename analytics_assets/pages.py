@@ -24,8 +24,12 @@ ARROW_TYPES = {
 }
 
 
+# One encoder for the run: `json.dumps` with options builds a new encoder on every call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json_text(value: Any) -> Optional[str]:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return None if value is None else _JSON.encode(value)
 
 
 # dlt recomputes and validates the table schema for every Arrow item it receives (its contract

@@ -76,12 +76,14 @@ def rest_api_source(
         auth = auth_from_seed(
             auth,
             refresh_margin=settings.token_refresh_margin,
-            session=build_session(policy, stats),
+            session=build_session(policy, stats, base_url=settings.token_url),
             stats=stats,
         )
         client["auth"] = auth
     reauthorize = auth.reauthorize if isinstance(auth, RefreshingOAuth2ClientCredentials) else None
-    client["session"] = build_session(policy, stats, reauthorize, pool_size=max(10, settings.max_concurrency))
+    client["session"] = build_session(
+        policy, stats, reauthorize, pool_size=max(10, settings.max_concurrency), base_url=client["base_url"]
+    )
     prefetcher = attach_prefetcher(client["session"], settings.max_concurrency)
 
     defaults = config.get("resource_defaults") or {}
