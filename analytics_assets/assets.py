@@ -103,6 +103,9 @@ class AnalyticsDltTranslator(DagsterDltTranslator):
         )
 
 
+TRANSLATOR = AnalyticsDltTranslator()
+
+
 class AnalyticsDltResource(DagsterDltResource):
     """dagster-dlt's resource, reporting the real table name and surviving a load of zero rows."""
 
@@ -144,7 +147,7 @@ def build_table_assets(partitions_def: PartitionsDefinition) -> AssetsDefinition
         dlt_source=description_source,
         dlt_pipeline=description_pipeline,
         name="analytics_tables",
-        dagster_dlt_translator=AnalyticsDltTranslator(),
+        dagster_dlt_translator=TRANSLATOR,
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run(),
         pool=WRITER_POOL,
@@ -184,7 +187,7 @@ def sync_tables(
                 context=context,
                 dlt_source=source,
                 dlt_pipeline=pipeline,
-                dagster_dlt_translator=AnalyticsDltTranslator(),
+                dagster_dlt_translator=TRANSLATOR,
                 **run_options(),
             )
         )
@@ -196,12 +199,12 @@ def sync_tables(
     with warehouse.connect() as connection:
         for result in results:
             resource = result.asset_key.path[-1]
-            yield _with_sync_metadata(context, connection, warehouse, result, resource, stats)
+            yield _with_sync_metadata(context, connection, warehouse, result, resource, stats, window)
 
 
-def _with_sync_metadata(context, connection, warehouse, result, resource, stats) -> MaterializeResult:  # noqa: ANN001
-    window = window_of(context)
+def _with_sync_metadata(context, connection, warehouse, result, resource, stats, window) -> MaterializeResult:  # noqa: ANN001
     table = warehouse.table(resource)
+    has_table = warehouse.has_table(connection, resource)
     fetched = audit.record_fetch(
         connection, context.run.run_id, resource, window, stats.api_totals.get(resource),
         stats.fetched_ids.get(resource, array("q")),
@@ -212,7 +215,7 @@ def _with_sync_metadata(context, connection, warehouse, result, resource, stats)
             "WHERE updated_at >= ? AND updated_at < ? GROUP BY 1",
             [window.start, window.end],
         ).fetchall()
-    ) if warehouse.has_table(connection, resource) else {}
+    ) if has_table else {}
     fetched_by_day = stats.fetched_by_day.get(resource, {})
     for partition_key in context.partition_keys:
         context.add_asset_metadata(
@@ -235,7 +238,7 @@ def _with_sync_metadata(context, connection, warehouse, result, resource, stats)
     }
     if declared_columns(resource):
         metadata["dagster/column_schema"] = column_schema(resource, drift)
-    if warehouse.has_table(connection, resource):
+    if has_table:
         metadata["preview"] = MetadataValue.md(_preview(connection, table, window))
     return MaterializeResult(asset_key=result.asset_key, metadata=metadata)
 
