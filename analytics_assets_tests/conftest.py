@@ -166,3 +166,59 @@ def run_job(partition: Optional[str] = None, first: Optional[str] = None, last: 
         tags=tags,
         raise_on_error=False,
     )
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a PostgreSQL server on 127.0.0.1: the one `.ci/run` started
+    ($ANALYTICS_TEST_POSTGRES_URL), else one started here with `.ci/postgres`.
+
+    Without PostgreSQL on the machine the tests that need it skip, unless
+    ANALYTICS_TEST_REQUIRE_POSTGRES=1 (set by CI), where a skip would hide a broken setup.
+    """
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    url = os.environ.get("ANALYTICS_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    if not (shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))):
+        if os.environ.get("ANALYTICS_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is required here (ANALYTICS_TEST_REQUIRE_POSTGRES=1) but not installed")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql, or set ANALYTICS_TEST_POSTGRES_URL)")
+    # Not under pytest's tmp folder: as root the server runs as `postgres`, which must reach it.
+    folder = tempfile.mkdtemp(prefix="analytics-postgres-")
+    os.chmod(folder, 0o755)
+    script = str(REPO / ".ci" / "postgres")
+    started = subprocess.run([script, "start", folder], capture_output=True, text=True)
+    if started.returncode:
+        pytest.fail(f"could not start PostgreSQL: {started.stderr.strip()}")
+    yield started.stdout.strip().split("=", 1)[1]
+    subprocess.run([script, "stop", folder], check=False)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the test server for one test, dropped afterwards."""
+    import uuid
+
+    import psycopg2
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres_server)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.rsplit("/", 1)[0] + "/" + name
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
