@@ -1,4 +1,4 @@
-"""The API's resources as Dagster assets: one merged DuckDB table per configured resource, each
+"""The API's resources as Dagster assets: one merged warehouse table per configured resource, each
 downstream of an external asset standing for its API endpoint."""
 
 
@@ -27,14 +27,16 @@ from . import audit
 from .api_config import api_config
 from .errors import root_cause
 from .partitions import window_of
-from .pipeline import DATASET_NAME, PIPELINE_NAME, forget_dropped_tables, run_options
-from .pool import WRITER_POOL
-from .resources import AnalyticsApiResource, DuckDBDestination
+from .pipeline import DATASET_NAME, PIPELINE_NAME, run_options, shared_warehouse_guard
+from .pool import writer_pool
+from .resources import AnalyticsApiResource, WarehouseResource
 from .schema import declared_columns
 from .settings import ApiSettings
 from .source import SOURCE_NAME, rest_api_source
 from .stats import SyncStats
 
+DESTINATION_TITLES = {"duckdb": "DuckDB", "postgres": "PostgreSQL", "motherduck": "MotherDuck",
+                      "snowflake": "Snowflake", "bigquery": "BigQuery"}
 API_GROUP = "analytics_api"
 TABLE_GROUP = "analytics"
 OWNERS = ["team:analytics-engineering"]
@@ -75,7 +77,12 @@ def column_schema(resource: str, drift: Sequence[str] = ()) -> TableSchema:
 
 class AnalyticsDltTranslator(DagsterDltTranslator):
     """Keys `analytics/<resource>` downstream of `analytics_api/<resource>`, with the declared
-    columns as metadata so the UI shows the schema before the first run."""
+    columns as metadata so the UI shows the schema before the first run, and the destination the
+    table really lives in as its kind and storage."""
+
+    def __init__(self, destination: str = "duckdb") -> None:
+        super().__init__()
+        self.destination = destination
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
         spec = super().get_asset_spec(data)
@@ -83,7 +90,7 @@ class AnalyticsDltTranslator(DagsterDltTranslator):
         metadata: dict[str, Any] = {
             **spec.metadata,
             "dagster/table_name": f"{DATASET_NAME}.{resource}",
-            "dagster/storage_kind": "duckdb",
+            "dagster/storage_kind": self.destination,
         }
         if declared_columns(resource):
             metadata["dagster/column_schema"] = column_schema(resource)
@@ -93,17 +100,14 @@ class AnalyticsDltTranslator(DagsterDltTranslator):
             group_name=TABLE_GROUP,
             description=(
                 f"Every record of the analytics API's `{resource}` endpoint, merged on `id` into "
-                f"DuckDB table `{DATASET_NAME}.{resource}`. Each daily partition fetches the records "
+                f"{DESTINATION_TITLES[self.destination]} table `{DATASET_NAME}.{resource}`. Each daily partition fetches the records "
                 "whose `updated_at` falls on that UTC day."
             ),
-            kinds={"dlt", "duckdb"},
+            kinds={"dlt", self.destination},
             owners=OWNERS,
             tags={"layer": "raw", "source": "analytics_api"},
             metadata=metadata,
         )
-
-
-TRANSLATOR = AnalyticsDltTranslator()
 
 
 class AnalyticsDltResource(DagsterDltResource):
@@ -137,28 +141,29 @@ def endpoint_specs() -> list[AssetSpec]:
     ]
 
 
-def build_table_assets(partitions_def: PartitionsDefinition) -> AssetsDefinition:
+def build_table_assets(partitions_def: PartitionsDefinition, destination: str = "duckdb") -> AssetsDefinition:
     description_source = rest_api_source(api_config(DESCRIPTION_SETTINGS), settings=DESCRIPTION_SETTINGS)
     description_pipeline = dlt.pipeline(
-        pipeline_name=PIPELINE_NAME, destination="duckdb", dataset_name=DATASET_NAME
+        pipeline_name=PIPELINE_NAME, destination=destination, dataset_name=DATASET_NAME
     )
+    translator = AnalyticsDltTranslator(destination)
 
     @dlt_assets(
         dlt_source=description_source,
         dlt_pipeline=description_pipeline,
         name="analytics_tables",
-        dagster_dlt_translator=TRANSLATOR,
+        dagster_dlt_translator=translator,
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run(),
-        pool=WRITER_POOL,
+        pool=writer_pool(destination),
     )
     def analytics_tables(
         context: AssetExecutionContext,
         dlt: AnalyticsDltResource,
         analytics_api: AnalyticsApiResource,
-        warehouse: DuckDBDestination,
+        warehouse: WarehouseResource,
     ) -> Iterator[MaterializeResult]:
-        yield from sync_tables(context, dlt, analytics_api, warehouse)
+        yield from sync_tables(context, dlt, analytics_api, warehouse, translator)
 
     return analytics_tables
 
@@ -167,7 +172,8 @@ def sync_tables(
     context: AssetExecutionContext,
     dlt_resource: DagsterDltResource,
     analytics_api: AnalyticsApiResource,
-    warehouse: DuckDBDestination,
+    warehouse: WarehouseResource,
+    translator: AnalyticsDltTranslator,
 ) -> Iterator[MaterializeResult]:
     """Fetch the run's window and merge it; a fresh source and pipeline per run (dagster-dlt
     cannot reuse a source across materializations)."""
@@ -176,46 +182,47 @@ def sync_tables(
     stats = SyncStats(progress=context.log.info)
     context.log.info(
         f"Syncing records updated in [{window.start:%Y-%m-%d %H:%M}, {window.end:%Y-%m-%d %H:%M}) UTC "
-        f"from {settings.base_url} into {warehouse.path}"
+        f"from {settings.base_url} into {warehouse.target.describe()}"
     )
     try:
         source = rest_api_source(api_config(settings), SOURCE_NAME, settings=settings, window=window, stats=stats)
         pipeline = warehouse.pipeline(context.run.run_id)
-        forget_dropped_tables(pipeline, source.resources.keys())
-        results = list(
-            dlt_resource.run(
-                context=context,
-                dlt_source=source,
-                dlt_pipeline=pipeline,
-                dagster_dlt_translator=TRANSLATOR,
-                **run_options(),
+        with shared_warehouse_guard(pipeline, source.resources.keys()):
+            results = list(
+                dlt_resource.run(
+                    context=context,
+                    dlt_source=source,
+                    dlt_pipeline=pipeline,
+                    dagster_dlt_translator=translator,
+                    **run_options(pipeline),
+                )
             )
-        )
     except Exception as error:
         cause = root_cause(error)
         raise Failure(description=str(cause)) from error
     context.log.info("sync finished: " + stats.summary())
 
-    with warehouse.connect() as connection:
+    with warehouse.sql(context.run.run_id) as sql:
         for result in results:
             resource = result.asset_key.path[-1]
-            yield _with_sync_metadata(context, connection, warehouse, result, resource, stats, window)
+            yield _with_sync_metadata(context, sql, warehouse, result, resource, stats, window)
 
 
-def _with_sync_metadata(context, connection, warehouse, result, resource, stats, window) -> MaterializeResult:  # noqa: ANN001
+def _with_sync_metadata(context, sql, warehouse, result, resource, stats, window) -> MaterializeResult:  # noqa: ANN001
     table = warehouse.table(resource)
-    has_table = warehouse.has_table(connection, resource)
+    has_table = sql.has_table(table)
     fetched = audit.record_fetch(
-        connection, context.run.run_id, resource, window, stats.api_totals.get(resource),
+        sql, context.run.run_id, resource, window, stats.api_totals.get(resource),
         stats.fetched_ids.get(resource, array("q")),
     )
-    rows_by_day = dict(
-        connection.execute(
-            f"SELECT strftime(updated_at AT TIME ZONE 'UTC', '%Y-%m-%d'), count(*) FROM {table} "
-            "WHERE updated_at >= ? AND updated_at < ? GROUP BY 1",
-            [window.start, window.end],
-        ).fetchall()
-    ) if has_table else {}
+    rows_by_day = {
+        day.isoformat(): count
+        for day, count in sql.rows(
+            f"SELECT CAST(updated_at AT TIME ZONE 'UTC' AS DATE), count(*) FROM {table} "
+            "WHERE updated_at >= %s AND updated_at < %s GROUP BY 1",
+            window.start, window.end,
+        )
+    } if has_table else {}
     fetched_by_day = stats.fetched_by_day.get(resource, {})
     for partition_key in context.partition_keys:
         context.add_asset_metadata(
@@ -239,18 +246,18 @@ def _with_sync_metadata(context, connection, warehouse, result, resource, stats,
     if declared_columns(resource):
         metadata["dagster/column_schema"] = column_schema(resource, drift)
     if has_table:
-        metadata["preview"] = MetadataValue.md(_preview(connection, table, window))
+        metadata["preview"] = MetadataValue.md(_preview(sql, table, window))
     return MaterializeResult(asset_key=result.asset_key, metadata=metadata)
 
 
-def _preview(connection, table: str, window) -> str:  # noqa: ANN001
-    cursor = connection.execute(
-        f"SELECT * EXCLUDE (_dlt_load_id) FROM {table} "
-        "WHERE updated_at >= ? AND updated_at < ? ORDER BY id LIMIT ?",
-        [window.start, window.end, PREVIEW_ROWS],
+def _preview(sql, table: str, window) -> str:  # noqa: ANN001
+    names, rows = sql.columns_and_rows(
+        f"SELECT * FROM {table} WHERE updated_at >= %s AND updated_at < %s ORDER BY id LIMIT {PREVIEW_ROWS}",
+        window.start, window.end,
     )
-    names = [d[0] for d in cursor.description]
-    rows = cursor.fetchall()
+    shown = [i for i, name in enumerate(names) if not name.startswith("_dlt_")]
+    names = [names[i] for i in shown]
+    rows = [[row[i] for i in shown] for row in rows]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .settings import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET, duckdb_path_from_env
+from .settings import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECORDS = 5000
@@ -32,10 +32,12 @@ def _dagster_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     from dagster import DagsterInstance
 
-    from .pool import prepare_pool
+    from .pool import prepare_pool, writer_pool
+    from .settings import destination_from_env
 
+    destination = destination_from_env()
     with DagsterInstance.get() as instance:
-        prepare_pool(instance)
+        prepare_pool(instance, writer_pool(destination), 1 if destination == "duckdb" else None)
     return home
 
 
@@ -72,21 +74,20 @@ def demo(days: int, records: int) -> int:
 
 
 def _report(result, keys: list[str], api) -> None:  # noqa: ANN001
-    import duckdb
-
     from .partitions import day_window
+    from .resources import WarehouseResource
 
-    path = duckdb_path_from_env()
+    warehouse = WarehouseResource()
+    table = warehouse.table("resource_name")
     print(f"\nRun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
-    if path.exists():
-        with duckdb.connect(str(path), read_only=True) as connection:
-            print(f"Landed in {path} (table analytics.resource_name):")
+    with warehouse.sql(result.run_id) as sql:
+        if sql.has_table(table):
+            print(f"Landed in {warehouse.target.describe()} (table {table}):")
             for key in keys:
                 window = day_window(key)
-                rows = connection.execute(
-                    "SELECT count(*) FROM analytics.resource_name WHERE updated_at >= ? AND updated_at < ?",
-                    [window.start, window.end],
-                ).fetchone()[0]
+                rows = sql.rows(
+                    f"SELECT count(*) FROM {table} WHERE updated_at >= %s AND updated_at < %s", window.start, window.end
+                )[0][0]
                 served = len(api.records_in_window(window.start, window.end))
                 print(f"  {key}: {rows} rows (the API holds {served})")
     for check in result.get_asset_check_evaluations():

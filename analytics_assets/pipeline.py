@@ -1,27 +1,21 @@
-"""A plain dlt pipeline into DuckDB: the layer Dagster drives, usable on its own."""
+"""A plain dlt pipeline into the warehouse: the layer Dagster drives, usable on its own."""
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import dlt
 from dlt.common.pipeline import LoadInfo
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.extract import DltSource
 
 from .errors import root_cause
+from .warehouse import LOADER_FILE_FORMATS, WarehouseTarget, drop_staging_dataset, schema_lock
 
 DATASET_NAME = "analytics"
 PIPELINE_NAME = "analytics_assets"
-# Columnar loading: pages arrive as Arrow tables (see pages.py) and are written as parquet; dlt's
-# default insert_values path measured ~2,000 rows/s and 2.9 GB for 100,000 records here.
-LOADER_FILE_FORMAT = "parquet"
-# DuckDB sizes its memory from the machine's RAM and runs a thread per core; capped, a large merge
-# spills to disk instead of growing the run's footprint with the number of rows (measured: a
-# 1,000,000-row load went from +185 MB to +120 MB, and no slower).
-DUCKDB_CONFIG = {"memory_limit": "32MB", "threads": 1}
 
 
 class _ArrowJsonHintNotice(logging.Filter):
@@ -36,34 +30,36 @@ _JSON_HINT_NOTICE = _ArrowJsonHintNotice()
 
 
 def make_pipeline(
-    duckdb_path: Path,
+    target: WarehouseTarget | Path,
     pipeline_name: str = PIPELINE_NAME,
     pipelines_dir: Optional[Path] = None,
+    staging_suffix: Optional[str] = None,
 ) -> dlt.Pipeline:
-    duckdb_path = Path(duckdb_path)
-    duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    """A pipeline into `target` (a bare path means a DuckDB file). `staging_suffix` gives a run on
+    a shared warehouse a staging dataset of its own (see WarehouseTarget.dlt_destination)."""
+    if not isinstance(target, WarehouseTarget):
+        target = WarehouseTarget(duckdb_path=Path(target))
     # Arrow pages carry no `_dlt_load_id`; keep it, scoped to this pipeline, so every row still
     # says which load wrote it.
     dlt.config[f"{pipeline_name}.normalize.parquet_normalizer.add_dlt_load_id"] = True
     logging.getLogger("dlt").addFilter(_JSON_HINT_NOTICE)  # idempotent: filters are a set
     return dlt.pipeline(
         pipeline_name=pipeline_name,
-        destination=dlt.destinations.duckdb(
-            DuckDbCredentials(str(duckdb_path), global_config=DUCKDB_CONFIG)
-        ),
+        destination=target.dlt_destination(None if target.single_writer else staging_suffix),
         dataset_name=DATASET_NAME,
         pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
         progress=None,
     )
 
 
-def run_options() -> dict[str, Any]:
+def run_options(pipeline: dlt.Pipeline) -> dict[str, Any]:
     """Keyword arguments for `pipeline.run`, shared by the plain and the Dagster paths."""
-    return {"loader_file_format": LOADER_FILE_FORMAT}
+    return {"loader_file_format": LOADER_FILE_FORMATS[pipeline.destination.destination_name]}
 
 
-def forget_dropped_tables(pipeline: dlt.Pipeline, tables: Iterable[str]) -> None:
-    """If someone dropped one of our tables by hand, make dlt create it again.
+def forget_dropped_tables(pipeline: dlt.Pipeline, tables: Iterable[str]) -> bool:
+    """If someone dropped one of our tables by hand, make dlt create it again; returns whether
+    any of `tables` is missing (this run will create it).
 
     dlt restores its schema from the destination's `_dlt_version` and, finding its version
     current, skips creating tables it believes exist: the merge then fails on the missing table.
@@ -71,24 +67,40 @@ def forget_dropped_tables(pipeline: dlt.Pipeline, tables: Iterable[str]) -> None
     """
     with pipeline.sql_client() as client:
         if not client.has_dataset():
-            return
+            return True
         existing = {
             row[0]
             for row in client.execute_sql(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", pipeline.dataset_name
             )
         }
-        if "_dlt_version" in existing and not set(tables) <= existing:
+        missing = not set(tables) <= existing
+        if "_dlt_version" in existing and missing:
             client.execute_sql(f"DELETE FROM {client.make_qualified_table_name('_dlt_version')}")
+    return missing
+
+
+@contextmanager
+def shared_warehouse_guard(pipeline: dlt.Pipeline, tables: Iterable[str]) -> Iterator[None]:
+    """What a run needs around its load when other runs may write the same warehouse at once:
+    a run that creates tables does so alone, and a run's own staging dataset is dropped
+    afterwards, whether its load succeeded or not."""
+    creating = forget_dropped_tables(pipeline, tables)
+    with schema_lock(pipeline, pipeline.destination.destination_name, needed=creating):
+        try:
+            yield
+        finally:
+            if "staging_dataset_name_layout" in pipeline.destination.config_params:
+                drop_staging_dataset(pipeline)
 
 
 def sync(pipeline: dlt.Pipeline, source: DltSource) -> LoadInfo:
     """Run one sync. Packages left by an earlier failed run are dropped first: their data is
     refetched by this run, and loading them could resurrect a half-finished attempt."""
     pipeline.abort_packages()
-    forget_dropped_tables(pipeline, source.resources.keys())
     try:
-        return pipeline.run(source, **run_options())
+        with shared_warehouse_guard(pipeline, source.resources.keys()):
+            return pipeline.run(source, **run_options(pipeline))
     except Exception as error:
         cause = root_cause(error)
         if cause is error:

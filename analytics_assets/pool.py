@@ -1,10 +1,15 @@
-"""The `duckdb_writer` pool: one step at a time touches the DuckDB file (limit 1 in dagster.yaml).
+"""The writer pool: steps that write the warehouse queue for its slots.
+
+On DuckDB it is `duckdb_writer` with one slot: one step at a time touches the file. On a shared
+warehouse (PostgreSQL and the others) it is `warehouse_writer`, its limit from configuration
+(ANALYTICS_WRITER_POOL_LIMIT, the resource's `writer_pool_limit`, or the instance's pool limit).
 
 A pool slot is released when its run ends. A run whose process was killed outright (SIGKILL, an
 out-of-memory kill) never ends by itself when nothing monitors it, as with `dagster asset
 materialize`, so its slot would block every later run forever. Each run therefore looks, before its
 steps queue for the pool, for slot holders whose process is gone, marks them failed and frees their
-slots. DuckDB allows one writer machine anyway, so the process check is local.
+slots. DuckDB allows one writer machine anyway, so the process check is local; shared warehouses
+rely on Dagster's run monitoring instead (deploy/dagster.yaml).
 """
 
 from __future__ import annotations
@@ -14,19 +19,24 @@ from typing import Optional
 
 from dagster import DagsterEventType, DagsterInstance
 
-WRITER_POOL = "duckdb_writer"
+def writer_pool(destination: str) -> str:
+    return "duckdb_writer" if destination == "duckdb" else "warehouse_writer"
 
 
-def prepare_pool(instance: DagsterInstance, pool: str = WRITER_POOL) -> None:
-    """Allocate the pool's slots (dagster.yaml's default limit) once, before runs start.
+def prepare_pool(instance: DagsterInstance, pool: str = "duckdb_writer", limit: Optional[int] = None) -> None:
+    """Allocate the pool's slots once, before runs start: `limit`, else the instance's default.
 
     Dagster allocates a pool's default slots lazily, on the first claim; on a fresh instance two
     runs claiming at the same moment each allocated one, and both wrote at once (seen in CI).
     """
-    instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
+    storage = instance.event_log_storage
+    if limit is None:
+        storage.initialize_concurrency_limit_to_default(pool)
+    elif storage.get_concurrency_info(pool).slot_count != limit:
+        storage.set_concurrency_slots(pool, limit)
 
 
-def release_slots_of_dead_runs(instance: DagsterInstance, pool: str = WRITER_POOL) -> list[str]:
+def release_slots_of_dead_runs(instance: DagsterInstance, pool: str) -> list[str]:
     released = []
     for run_id in instance.event_log_storage.get_concurrency_info(pool).active_run_ids:
         run = instance.get_run_by_id(run_id)

@@ -1,4 +1,4 @@
-"""Dagster resources: the OAuth2 API configuration and the DuckDB destination.
+"""Dagster resources: the OAuth2 API configuration and the warehouse the tables live in.
 
 Both resolve their values at run time (field, then `ANALYTICS_*` variable, then dlt secrets for the
 credentials), so the code location loads with an empty environment and a missing secret fails the
@@ -11,23 +11,31 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import dlt
-import duckdb
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field
 
-from .errors import AnalyticsSyncError, DatabaseLocked
-from .pool import WRITER_POOL, prepare_pool, release_slots_of_dead_runs
-from .pipeline import DATASET_NAME, DUCKDB_CONFIG, PIPELINE_NAME, make_pipeline
+from .pipeline import DATASET_NAME, PIPELINE_NAME, make_pipeline
+from .pool import prepare_pool, release_slots_of_dead_runs, writer_pool
 from .settings import (
+    DESTINATIONS,
     ENV_BASE_URL,
     ENV_CLIENT_ID,
     ENV_CLIENT_SECRET,
+    ENV_DESTINATION,
     ENV_SCHEMA_DRIFT,
+    ENV_WRITER_POOL_LIMIT,
     ApiSettings,
     api_settings_from_env,
+    check_destination,
+    destination_from_env,
     duckdb_path_from_env,
+    writer_pool_limit_from_env,
 )
+from .warehouse import WarehouseSql, WarehouseTarget, open_sql
 
 
 class AnalyticsApiResource(ConfigurableResource):
@@ -73,51 +81,59 @@ class AnalyticsApiResource(ConfigurableResource):
         return api_settings_from_env(env)
 
 
-class DuckDBDestination(ConfigurableResource):
-    """The DuckDB file the merged table lives in (one writer at a time: see the `duckdb_writer` pool)."""
+class WarehouseResource(ConfigurableResource):
+    """Where the merged tables live: a DuckDB file by default, or any destination in
+    `settings.DESTINATIONS` (see README, "Running in production")."""
 
-    database_path: Optional[str] = Field(default=None, description="Default $ANALYTICS_DUCKDB_PATH or data/warehouse.duckdb.")
+    destination: Optional[str] = Field(default=None, description=f"One of {', '.join(DESTINATIONS)}; default ${ENV_DESTINATION} or duckdb.")
+    database_path: Optional[str] = Field(default=None, description="DuckDB file; default $ANALYTICS_DUCKDB_PATH or data/warehouse.duckdb.")
+    credentials: Optional[str] = Field(
+        default=None,
+        description="Credentials of a non-DuckDB destination, e.g. EnvVar('...') holding a connection string; "
+        "default: dlt's own lookup (DESTINATION__<NAME>__CREDENTIALS, .dlt/secrets.toml).",
+    )
+    writer_pool_limit: Optional[int] = Field(
+        default=None,
+        description=f"Steps writing at once (not DuckDB, which has one writer); default ${ENV_WRITER_POOL_LIMIT} "
+        "or the instance's pool limit.",
+    )
     pipelines_dir: Optional[str] = Field(
-        default=None, description="Where dlt keeps per-run working folders; default beside the database."
+        default=None, description="Where dlt keeps per-run working folders; default beside the DuckDB file."
     )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Before this run's steps queue for the writer pool: its slot exists, and slots held by
+        """Before this run's steps queue for the writer pool: its slots exist, and slots held by
         dead runs are free."""
-        if context.instance is not None:
-            prepare_pool(context.instance)
-            for run_id in release_slots_of_dead_runs(context.instance):
-                context.log.warning(f"Released the `{WRITER_POOL}` slot of run {run_id}, whose process had died.")
+        if context.instance is None:
+            return
+        target = self.target
+        pool = writer_pool(target.destination)
+        limit = 1 if target.single_writer else (self.writer_pool_limit or writer_pool_limit_from_env())
+        prepare_pool(context.instance, pool, limit)
+        if target.single_writer:  # one machine writes a DuckDB file, so a local pid check is sound
+            for run_id in release_slots_of_dead_runs(context.instance, pool):
+                context.log.warning(f"Released the `{pool}` slot of run {run_id}, whose process had died.")
 
     @property
-    def path(self) -> Path:
-        return Path(self.database_path) if self.database_path else duckdb_path_from_env()
+    def target(self) -> WarehouseTarget:
+        return WarehouseTarget(
+            destination=check_destination(self.destination) if self.destination else destination_from_env(),
+            duckdb_path=Path(self.database_path) if self.database_path else duckdb_path_from_env(),
+            credentials=self.credentials,
+        )
 
     def pipeline(self, run_id: str) -> dlt.Pipeline:
         """A pipeline with a working folder of its own: two runs of one pipeline name sharing a
         folder delete each other's files. Its state is restored from the destination each run."""
-        base = Path(self.pipelines_dir) if self.pipelines_dir else self.path.parent / "dlt_pipelines"
-        return make_pipeline(self.path, PIPELINE_NAME, pipelines_dir=base / run_id)
+        target = self.target
+        base = Path(self.pipelines_dir) if self.pipelines_dir else target.duckdb_path.parent / "dlt_pipelines"
+        return make_pipeline(target, PIPELINE_NAME, pipelines_dir=base / run_id, staging_suffix=run_id[:8])
 
-    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        if read_only and not self.path.exists():
-            raise AnalyticsSyncError(f"The DuckDB file {self.path} does not exist yet: materialize the analytics assets first.")
-        try:
-            return duckdb.connect(str(self.path), read_only=read_only, config=DUCKDB_CONFIG)
-        except duckdb.IOException as error:
-            if "lock" in str(error).lower():
-                raise DatabaseLocked(str(error)) from None
-            raise
+    @contextmanager
+    def sql(self, run_id: str) -> Iterator[WarehouseSql]:
+        """SQL on the warehouse through dlt's client for its destination (see warehouse.py)."""
+        with open_sql(self.pipeline(run_id), self.target.destination) as sql:
+            yield sql
 
     def table(self, resource: str) -> str:
         return f"{DATASET_NAME}.{resource}"
-
-    def has_table(self, connection: duckdb.DuckDBPyConnection, resource: str) -> bool:
-        """A first run over an empty window creates no table: readers must not fail on that."""
-        return bool(
-            connection.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                [DATASET_NAME, resource],
-            ).fetchone()[0]
-        )
-

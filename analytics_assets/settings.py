@@ -29,6 +29,13 @@ ENV_TOKEN_REFRESH_MARGIN = "ANALYTICS_TOKEN_REFRESH_MARGIN"
 ENV_SCHEMA_DRIFT = "ANALYTICS_SCHEMA_DRIFT"
 ENV_ALLOWED_TOKEN_HOSTS = "ANALYTICS_ALLOWED_TOKEN_HOSTS"
 ENV_MAX_CONCURRENCY = "ANALYTICS_MAX_CONCURRENCY"
+ENV_DESTINATION = "ANALYTICS_DESTINATION"
+ENV_WRITER_POOL_LIMIT = "ANALYTICS_WRITER_POOL_LIMIT"
+
+# dlt destinations a table can live in; DuckDB in a file is the embedded default. Credentials for
+# the others are read the way dlt reads them (DESTINATION__<NAME>__CREDENTIALS, .dlt/secrets.toml)
+# or given to the `warehouse` resource, e.g. as a Dagster EnvVar.
+DESTINATIONS = ("duckdb", "postgres", "motherduck", "snowflake", "bigquery")
 
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 # A recent fixed day: a newcomer's first backfill stays small, and the partition set does not
@@ -171,6 +178,23 @@ def api_settings_from_env(env: Mapping[str, str] = os.environ) -> ApiSettings:
 
 def duckdb_path_from_env(env: Mapping[str, str] = os.environ) -> Path:
     return Path(env.get(ENV_DUCKDB_PATH) or DEFAULT_DUCKDB_PATH)
+
+
+def destination_from_env(env: Mapping[str, str] = os.environ) -> str:
+    return check_destination(env.get(ENV_DESTINATION) or "duckdb")
+
+
+def check_destination(name: str) -> str:
+    if name not in DESTINATIONS:
+        raise SettingsError(f"{ENV_DESTINATION} must be one of {', '.join(DESTINATIONS)}; got {name!r}.")
+    return name
+
+
+def writer_pool_limit_from_env(env: Mapping[str, str] = os.environ) -> Optional[int]:
+    """Steps writing to the warehouse at once; unset leaves the Dagster instance's pool limit."""
+    if env.get(ENV_WRITER_POOL_LIMIT) in (None, ""):
+        return None
+    return int(_number(env, ENV_WRITER_POOL_LIMIT, 1, int))
 
 
 def partitions_start_from_env(env: Mapping[str, str] = os.environ) -> str:

@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 import duckdb
 import pytest
@@ -39,30 +39,47 @@ def normalise_server(record: dict) -> dict:
     return out
 
 
-def table_rows(path: Path, table: str = TABLE) -> list[dict]:
+Location = Union[Path, str]  # a DuckDB file, or a postgresql:// URL
+
+
+def query(location: Location, sql: str, *params: Any) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of a query (`%s` placeholders) on either warehouse, read directly
+    with its own driver, not through the code under test."""
+    if isinstance(location, str):
+        import psycopg2
+
+        with psycopg2.connect(location) as connection, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            names = [d[0] for d in cursor.description] if cursor.description else []
+            rows = cursor.fetchall() if cursor.description else []
+        connection.close()
+        return names, rows
+    with duckdb.connect(str(location)) as connection:
+        cursor = connection.execute(sql.replace("%s", "?"), list(params))
+        names = [d[0] for d in cursor.description] if cursor.description else []
+        return names, cursor.fetchall() if cursor.description else []
+
+
+def table_rows(location: Location, table: str = TABLE) -> list[dict]:
     """Every row of the merged table, without dlt's bookkeeping columns, ordered by id."""
-    with duckdb.connect(str(path), read_only=True) as connection:
-        cursor = connection.execute(f"SELECT * EXCLUDE (_dlt_load_id) FROM {table} ORDER BY id")
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+    names, rows = query(location, f"SELECT * FROM {table} ORDER BY id")
+    out = []
     for row in rows:
-        for key, value in row.items():
-            row[key] = _iso(value)
-        if isinstance(row.get("properties"), str):
-            row["properties"] = json.loads(row["properties"])
-    return rows
+        record = {name: _iso(value) for name, value in zip(names, row) if not name.startswith("_dlt_")}
+        if isinstance(record.get("properties"), str):
+            record["properties"] = json.loads(record["properties"])
+        out.append(record)
+    return out
 
 
-def table_checksum(path: Path, table: str = TABLE) -> str:
+def table_checksum(location: Location, table: str = TABLE) -> str:
     """A fingerprint of the table's rows, load ids included: equal means untouched."""
-    with duckdb.connect(str(path), read_only=True) as connection:
-        rows = connection.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
-    return hashlib.sha256(repr(rows).encode()).hexdigest()
+    return hashlib.sha256(repr(query(location, f"SELECT * FROM {table} ORDER BY id")[1]).encode()).hexdigest()
 
 
-def assert_table_matches(path: Path, expected: list[dict], table: str = TABLE) -> None:
+def assert_table_matches(location: Location, expected: list[dict], table: str = TABLE) -> None:
     """Row-by-row equality with the server's records: nothing missing, extra or duplicated."""
-    actual = table_rows(path, table)
+    actual = table_rows(location, table)
     expected = sorted((normalise_server(r) for r in expected), key=lambda r: r["id"])
     assert [r["id"] for r in actual] == [r["id"] for r in expected]
     for got, want in zip(actual, expected):
@@ -145,6 +162,19 @@ def dagster_api(make_api, tmp_path, monkeypatch) -> DemoApi:
     return api
 
 
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request, dagster_api, tmp_path, monkeypatch) -> Location:
+    """The warehouse the Dagster tests run against: each test runs once on a DuckDB file and once
+    on a fresh PostgreSQL database, configured as a user would (ANALYTICS_DESTINATION, and dlt's
+    own credentials variable)."""
+    if request.param == "duckdb":
+        return tmp_path / "warehouse.duckdb"
+    url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("ANALYTICS_DESTINATION", "postgres")
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
+    return url
+
+
 def day_bounds(day: str, last_day: Optional[str] = None) -> tuple[datetime, datetime]:
     from datetime import timedelta
 
@@ -157,8 +187,9 @@ def run_job(partition: Optional[str] = None, first: Optional[str] = None, last: 
     """Run the project's job in process on an ephemeral instance, as a user's launch would."""
     from dagster import DagsterInstance
 
-    from analytics_assets.definitions import analytics_job, defs
+    from analytics_assets.definitions import analytics_job, build_defs
 
+    defs = build_defs()  # for the destination this test configured
     tags = {} if partition else {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
     return defs.resolve_job_def(analytics_job.name).execute_in_process(
         instance=instance or DagsterInstance.ephemeral(),

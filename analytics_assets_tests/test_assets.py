@@ -1,10 +1,13 @@
-"""Materializing through Dagster: partitions, ranges, metadata, failures, the summary model."""
+"""Materializing through Dagster: partitions, ranges, metadata, failures, the summary model.
+
+Tests taking the `warehouse` fixture run twice: on a DuckDB file and on a PostgreSQL database."""
 
 from collections import defaultdict
 
 from analytics_assets_tests.conftest import (
     assert_table_matches,
     day_bounds,
+    query,
     run_job,
     table_checksum,
     table_rows,
@@ -21,11 +24,11 @@ def materializations(result, key=TABLE_KEY):
     }
 
 
-def test_one_partition_lands_exactly_that_day(dagster_api, tmp_path):
+def test_one_partition_lands_exactly_that_day(dagster_api, warehouse):
     result = run_job("2026-11-17")
     assert result.success
     expected = dagster_api.records_in_window(*day_bounds("2026-11-17"))
-    assert_table_matches(tmp_path / "warehouse.duckdb", expected)
+    assert_table_matches(warehouse, expected)
     metadata = materializations(result)["2026-11-17"]
     assert metadata["rows_loaded"].value == len(expected)
     assert metadata["dagster/partition_row_count"].value == len(expected)
@@ -37,13 +40,13 @@ def test_one_partition_lands_exactly_that_day(dagster_api, tmp_path):
     assert "| id | name |" in metadata["preview"].value
 
 
-def test_range_is_one_run_and_each_day_reports_its_own_rows(dagster_api, tmp_path):
+def test_range_is_one_run_and_each_day_reports_its_own_rows(dagster_api, warehouse):
     first_day = dagster_api.records_in_window(*day_bounds("2026-11-15"))
     for record in first_day[:30]:
         dagster_api.delete_record(record["id"])  # days of different sizes
     result = run_job(first="2026-11-15", last="2026-11-17")
     assert result.success
-    assert_table_matches(tmp_path / "warehouse.duckdb", dagster_api.records_in_window(*day_bounds("2026-11-15", "2026-11-17")))
+    assert_table_matches(warehouse, dagster_api.records_in_window(*day_bounds("2026-11-15", "2026-11-17")))
     by_day = materializations(result)
     assert sorted(by_day) == ["2026-11-15", "2026-11-16", "2026-11-17"]
     for day, metadata in by_day.items():
@@ -53,28 +56,37 @@ def test_range_is_one_run_and_each_day_reports_its_own_rows(dagster_api, tmp_pat
     assert {(q["updated_since"], q["updated_until"]) for q in queries} == {("2026-11-15T00:00:00Z", "2026-11-18T00:00:00Z")}
 
 
-def test_rematerializing_a_partition_is_idempotent(dagster_api, tmp_path):
+def test_rematerializing_a_partition_is_idempotent(dagster_api, warehouse):
     assert run_job("2026-11-16").success
-    first = [dict(r) for r in table_rows(tmp_path / "warehouse.duckdb")]
+    first = [dict(r) for r in table_rows(warehouse)]
     assert run_job("2026-11-16").success
-    assert table_rows(tmp_path / "warehouse.duckdb") == first
+    assert table_rows(warehouse) == first
 
 
-def test_failed_run_names_the_cause_and_keeps_the_table(dagster_api, tmp_path):
+def test_rerun_after_upstream_updates_converges_to_the_server(dagster_api, warehouse):
     assert run_job("2026-11-16").success
-    before = table_checksum(tmp_path / "warehouse.duckdb")
+    day = dagster_api.records_in_window(*day_bounds("2026-11-16"))
+    dagster_api.update_record(day[0]["id"], name="renamed upstream", metric_value=None)
+    dagster_api.insert_record(dict(day[1], id=10_000_001, name="new upstream"))
+    assert run_job("2026-11-16").success
+    expected = dagster_api.records_in_window(*day_bounds("2026-11-16"))
+    assert {r["name"] for r in expected} >= {"renamed upstream", "new upstream"}
+    assert_table_matches(warehouse, expected)
+
+
+def test_failed_run_names_the_cause_and_keeps_the_table(dagster_api, warehouse):
+    assert run_job("2026-11-16").success
+    before = table_checksum(warehouse)
     dagster_api.update_record(dagster_api.records_in_window(*day_bounds("2026-11-16"))[0]["id"], name="changed")
     dagster_api.faults.queue("status", status=503, times=4)
     result = run_job("2026-11-16")
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "still failed after 4 attempts" in failure.step_failure_data.error.message + str(failure.step_failure_data.user_failure_data)
-    assert table_checksum(tmp_path / "warehouse.duckdb") == before
+    assert table_checksum(warehouse) == before
 
 
-def test_summary_equals_the_servers_records_aggregated(dagster_api, tmp_path):
-    import duckdb
-
+def test_summary_equals_the_servers_records_aggregated(dagster_api, warehouse):
     assert run_job(first="2026-11-15", last="2026-11-16").success
     expected = defaultdict(lambda: [0, 0.0, [], 0])
     for record in dagster_api.records_in_window(*day_bounds("2026-11-15", "2026-11-16")):
@@ -84,14 +96,14 @@ def test_summary_equals_the_servers_records_aggregated(dagster_api, tmp_path):
             row[1] += record["metric_value"]
             row[2].append(record["metric_value"])
         row[3] += record["event_count"] or 0
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
-        actual = connection.execute(
-            "SELECT strftime(day, '%Y-%m-%d'), category, record_count, metric_value_sum, metric_value_avg, "
-            "event_count_sum FROM analytics.resource_name_daily_summary"
-        ).fetchall()
+    actual = query(
+        warehouse,
+        "SELECT day, category, record_count, metric_value_sum, metric_value_avg, event_count_sum "
+        "FROM analytics.resource_name_daily_summary",
+    )[1]
     assert len(actual) == len(expected)
     for day, category, count, total, average, events in actual:
-        want = expected[(day, category)]
+        want = expected[(day.isoformat(), category)]
         assert count == want[0] and events == want[3]
         assert abs(total - want[1]) < 1e-6
         assert abs(average - sum(want[2]) / len(want[2])) < 1e-6

@@ -1,10 +1,10 @@
-"""The asset checks pass on a correct table and fail, naming what is wrong, on a broken one."""
+"""The asset checks pass on a correct table and fail, naming what is wrong, on a broken one:
+on a DuckDB file and on PostgreSQL (the `warehouse` fixture)."""
 
-import duckdb
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
 
-from analytics_assets.definitions import defs
-from analytics_assets_tests.conftest import run_job
+from analytics_assets.definitions import build_defs
+from analytics_assets_tests.conftest import query, run_job
 
 TABLE = AssetKey(["analytics", "resource_name"])
 
@@ -16,11 +16,11 @@ def checks_of(result) -> dict:
 def run_checks_only(instance):
     """What a user does from the UI's checks tab: run the checks against the table as it is."""
     job = define_asset_job("checks_only", selection=AssetSelection.checks_for_assets(TABLE))
-    merged = Definitions.merge(defs, Definitions(jobs=[job]))
+    merged = Definitions.merge(build_defs(), Definitions(jobs=[job]))
     return merged.resolve_job_def("checks_only").execute_in_process(instance=instance, raise_on_error=False)
 
 
-def test_checks_pass_after_a_materialization(dagster_api):
+def test_checks_pass_after_a_materialization(dagster_api, warehouse):
     evaluations = checks_of(run_job("2026-11-18"))
     assert {name: e.passed for name, e in evaluations.items()} == {
         "id_unique": True, "required_columns_not_null": True, "window_complete": True,
@@ -29,42 +29,37 @@ def test_checks_pass_after_a_materialization(dagster_api):
     assert complete["api_total"].value == complete["fetched_distinct_ids"].value > 0
 
 
-def test_duplicate_id_fails_id_unique(dagster_api, tmp_path):
+def test_duplicate_id_fails_id_unique(dagster_api, warehouse):
     instance = DagsterInstance.ephemeral()
     assert run_job("2026-11-18", instance=instance).success
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
-        victim = connection.execute("SELECT min(id) FROM analytics.resource_name").fetchone()[0]
-        connection.execute(
-            "INSERT INTO analytics.resource_name SELECT * "
-            "FROM analytics.resource_name WHERE id = ?", [victim])
+    victim = query(warehouse, "SELECT min(id) FROM analytics.resource_name")[1][0][0]
+    query(warehouse, "INSERT INTO analytics.resource_name SELECT * FROM analytics.resource_name WHERE id = %s", victim)
     evaluation = checks_of(run_checks_only(instance))["id_unique"]
     assert not evaluation.passed
     assert evaluation.metadata["duplicate_ids"].value == [victim]
 
 
-def test_null_in_required_column_fails(dagster_api, tmp_path):
+def test_null_in_required_column_fails(dagster_api, warehouse):
     instance = DagsterInstance.ephemeral()
     assert run_job("2026-11-18", instance=instance).success
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
-        connection.execute("ALTER TABLE analytics.resource_name ALTER COLUMN name DROP NOT NULL")
-        connection.execute("UPDATE analytics.resource_name SET name = NULL WHERE id = (SELECT min(id) FROM analytics.resource_name)")
+    query(warehouse, "ALTER TABLE analytics.resource_name ALTER COLUMN name DROP NOT NULL")
+    query(warehouse, "UPDATE analytics.resource_name SET name = NULL WHERE id = (SELECT min(id) FROM analytics.resource_name)")
     evaluation = checks_of(run_checks_only(instance))["required_columns_not_null"]
     assert not evaluation.passed
     assert evaluation.metadata["null_counts"].value["name"] == 1
 
 
-def test_row_lost_after_the_load_fails_window_complete(dagster_api, tmp_path):
+def test_row_lost_after_the_load_fails_window_complete(dagster_api, warehouse):
     instance = DagsterInstance.ephemeral()
     assert run_job("2026-11-18", instance=instance).success
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
-        lost = connection.execute("SELECT max(id) FROM analytics.resource_name").fetchone()[0]
-        connection.execute("DELETE FROM analytics.resource_name WHERE id = ?", [lost])
+    lost = query(warehouse, "SELECT max(id) FROM analytics.resource_name")[1][0][0]
+    query(warehouse, "DELETE FROM analytics.resource_name WHERE id = %s", lost)
     evaluation = checks_of(run_checks_only(instance))["window_complete"]
     assert not evaluation.passed
     assert evaluation.metadata["fetched_ids_missing_from_table"].value == [lost]
 
 
-def test_window_that_never_settles_fails_the_run_before_anything_lands(dagster_api, tmp_path):
+def test_window_that_never_settles_fails_the_run_before_anything_lands(dagster_api, warehouse):
     """A broken server that inserts records ahead of the pager on every page: the window cannot be
     proven complete, so the run fails and the table is never created."""
     from analytics_assets_tests.conftest import day_bounds
@@ -77,6 +72,5 @@ def test_window_that_never_settles_fails_the_run_before_anything_lands(dagster_a
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "kept changing while it was paged" in str(failure.step_failure_data.user_failure_data) + failure.step_failure_data.error.message
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
-        tables = connection.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics'").fetchall()
+    tables = query(warehouse, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics'")[1]
     assert ("resource_name",) not in tables
