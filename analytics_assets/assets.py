@@ -2,6 +2,7 @@
 downstream of an external asset standing for its API endpoint."""
 
 
+import tempfile
 from array import array
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -34,6 +35,7 @@ from .schema import declared_columns
 from .settings import ApiSettings
 from .source import SOURCE_NAME, rest_api_source
 from .stats import SyncStats
+from .warehouse import describe
 
 DESTINATION_TITLES = {"duckdb": "DuckDB", "postgres": "PostgreSQL", "motherduck": "MotherDuck",
                       "snowflake": "Snowflake", "bigquery": "BigQuery"}
@@ -143,9 +145,12 @@ def endpoint_specs() -> list[AssetSpec]:
 
 def build_table_assets(partitions_def: PartitionsDefinition, destination: str = "duckdb") -> AssetsDefinition:
     description_source = rest_api_source(api_config(DESCRIPTION_SETTINGS), settings=DESCRIPTION_SETTINGS)
-    description_pipeline = dlt.pipeline(
-        pipeline_name=PIPELINE_NAME, destination=destination, dataset_name=DATASET_NAME
-    )
+    # Names the pipeline for the specs only; runs use WarehouseResource.pipeline. dlt writes a
+    # working folder as soon as a pipeline object exists: a scratch one, gone when the specs are built.
+    with tempfile.TemporaryDirectory(prefix="analytics-assets-specs-") as scratch:
+        description_pipeline = dlt.pipeline(
+            pipeline_name=PIPELINE_NAME, destination=destination, dataset_name=DATASET_NAME, pipelines_dir=scratch
+        )
     translator = AnalyticsDltTranslator(destination)
 
     @dlt_assets(
@@ -180,13 +185,13 @@ def sync_tables(
     window = window_of(context)
     settings = analytics_api.settings()
     stats = SyncStats(progress=context.log.info)
-    context.log.info(
-        f"Syncing records updated in [{window.start:%Y-%m-%d %H:%M}, {window.end:%Y-%m-%d %H:%M}) UTC "
-        f"from {settings.base_url} into {warehouse.target.describe()}"
-    )
     try:
         source = rest_api_source(api_config(settings), SOURCE_NAME, settings=settings, window=window, stats=stats)
         pipeline = warehouse.pipeline(context.run.run_id)
+        context.log.info(
+            f"Syncing records updated in [{window.start:%Y-%m-%d %H:%M}, {window.end:%Y-%m-%d %H:%M}) UTC "
+            f"from {settings.base_url} into {describe(pipeline)}"
+        )
         with shared_warehouse_guard(pipeline, source.resources.keys()):
             results = list(
                 dlt_resource.run(

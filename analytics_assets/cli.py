@@ -76,13 +76,14 @@ def demo(days: int, records: int) -> int:
 def _report(result, keys: list[str], api) -> None:  # noqa: ANN001
     from .partitions import day_window
     from .resources import WarehouseResource
+    from .warehouse import describe
 
     warehouse = WarehouseResource()
     table = warehouse.table("resource_name")
     print(f"\nRun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
     with warehouse.sql(result.run_id) as sql:
         if sql.has_table(table):
-            print(f"Landed in {warehouse.target.describe()} (table {table}):")
+            print(f"Landed in {describe(warehouse.pipeline(result.run_id))} (table {table}):")
             for key in keys:
                 window = day_window(key)
                 rows = sql.rows(

@@ -103,3 +103,13 @@ class DatabaseLocked(AnalyticsSyncError):
             "notebook or DuckDB shell) and run again; runs of this project queue on the "
             "`duckdb_writer` pool instead of colliding."
         )
+
+
+class WarehouseUnreachable(AnalyticsSyncError):
+    def __init__(self, destination: str, where: str, detail: str) -> None:
+        variable = f"DESTINATION__{destination.upper()}__CREDENTIALS"
+        super().__init__(
+            f"Could not connect to the {where}: {detail.strip().splitlines()[-1][:300]}. Check the "
+            f"warehouse credentials: ${variable}, [destination.{destination}] in .dlt/secrets.toml, "
+            "or the `warehouse` resource's `credentials`; and that the server is reachable from here."
+        )

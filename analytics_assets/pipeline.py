@@ -12,7 +12,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.extract import DltSource
 
 from .errors import root_cause
-from .warehouse import LOADER_FILE_FORMATS, WarehouseTarget, drop_staging_dataset, schema_lock
+from .warehouse import LOADER_FILE_FORMATS, WarehouseTarget, connect, drop_staging_dataset, schema_lock
 
 DATASET_NAME = "analytics"
 PIPELINE_NAME = "analytics_assets"
@@ -65,7 +65,7 @@ def forget_dropped_tables(pipeline: dlt.Pipeline, tables: Iterable[str]) -> bool
     current, skips creating tables it believes exist: the merge then fails on the missing table.
     Forgetting the stored versions makes the next load compare against the real tables.
     """
-    with pipeline.sql_client() as client:
+    with connect(pipeline) as client:
         if not client.has_dataset():
             return True
         existing = {

@@ -19,7 +19,7 @@ import sqlglot
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
-from .errors import root_cause
+from .errors import WarehouseUnreachable, root_cause
 
 # DuckDB sizes its memory from the machine's RAM and runs a thread per core; capped, a large merge
 # spills to disk instead of growing the run's footprint with the number of rows (measured: a
@@ -69,20 +69,6 @@ class WarehouseTarget:
         if staging_suffix:
             options["staging_dataset_name_layout"] = f"%s_staging_{staging_suffix}"
         return getattr(dlt.destinations, self.destination)(**options)
-
-    def describe(self) -> str:
-        """Where the data goes, for logs and metadata: never the credentials."""
-        if self.destination == "duckdb":
-            return f"DuckDB file {self.duckdb_path}"
-        if self.credentials:
-            from dlt.common.configuration.specs import ConnectionStringCredentials
-
-            try:
-                url = ConnectionStringCredentials(self.credentials)
-                return f"{self.destination} {url.host or ''}{':' + str(url.port) if url.port else ''}/{url.database or ''}"
-            except Exception:  # a credentials format we cannot parse: name the destination only
-                pass
-        return self.destination
 
 
 class WarehouseSql:
@@ -150,11 +136,43 @@ class WarehouseSql:
                              *([run_id, resource] * len(batch)))
 
 
+def describe(pipeline: dlt.Pipeline) -> str:
+    """Where a pipeline loads, for logs and metadata: host and database, never the credentials."""
+    credentials = pipeline.destination_client().config.credentials
+    name = pipeline.destination.destination_name
+    if name == "duckdb":
+        return f"DuckDB file {credentials.database}"
+    where = [getattr(credentials, key, None) for key in ("host", "port", "database")]
+    if where[0]:
+        return f"{name} {where[0]}{f':{where[1]}' if where[1] else ''}/{where[2] or ''}"
+    return name
+
+
+@contextlib.contextmanager
+def connect(pipeline: dlt.Pipeline) -> Iterator[SqlClientBase]:
+    """dlt's SQL client with its connection open. A server that refuses the connection fails with
+    a message naming the warehouse and where its credentials come from, never quoting them."""
+    client = pipeline.sql_client()
+    try:
+        client.open_connection()
+    except Exception as error:
+        if pipeline.destination.destination_name == "duckdb":
+            raise  # a lock: see errors.DatabaseLocked
+        driver = root_cause(error)
+        while driver.__cause__ is not None or driver.__context__ is not None:
+            driver = driver.__cause__ or driver.__context__
+        raise WarehouseUnreachable(pipeline.destination.destination_name, describe(pipeline), str(driver)) from None
+    try:
+        yield client
+    finally:
+        client.close_connection()
+
+
 @contextlib.contextmanager
 def open_sql(pipeline: dlt.Pipeline, destination: str) -> Iterator[WarehouseSql]:
     """The warehouse's SQL client, its connection open; a DuckDB lock surfaces as DatabaseLocked."""
     try:
-        with pipeline.sql_client() as client:
+        with connect(pipeline) as client:
             yield WarehouseSql(client, destination)
     except Exception as error:
         cause = root_cause(error)
@@ -174,7 +192,7 @@ def schema_lock(pipeline: dlt.Pipeline, destination: str, needed: bool = True) -
     if not needed or destination != "postgres":
         yield
         return
-    with pipeline.sql_client() as client:
+    with connect(pipeline) as client:
         client.execute_sql("SELECT pg_advisory_lock(%s)", _LOCK_KEY)
         try:
             yield
@@ -184,7 +202,7 @@ def schema_lock(pipeline: dlt.Pipeline, destination: str, needed: bool = True) -
 
 def drop_staging_dataset(pipeline: dlt.Pipeline) -> None:
     """Drop a run's own staging dataset once its merge is done (or failed)."""
-    with pipeline.sql_client() as client:
+    with connect(pipeline) as client:
         with client.with_staging_dataset():
             if client.has_dataset():
                 client.drop_dataset()

@@ -18,21 +18,28 @@ SUMMARY = AssetKey(["analytics", "resource_name_daily_summary"])
 
 
 def bare_env(tmp_path: Path) -> dict:
-    """No ANALYTICS_*, no dlt secrets, no DAGSTER_HOME: what a fresh code server sees."""
-    return {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")}
+    """No ANALYTICS_*, no dlt secrets, no DAGSTER_HOME: what a fresh code server sees. dlt's data
+    folder (where pipelines keep working files) and the temp folder are inside tmp_path too, so
+    a file written anywhere there shows."""
+    for folder in ("home", "dlt", "tmp"):
+        (tmp_path / folder).mkdir(exist_ok=True)
+    return {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "DLT_DATA_DIR": str(tmp_path / "dlt"),
+            "TMPDIR": str(tmp_path / "tmp")}
 
 
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*"))
 
 
-def test_import_needs_no_environment_and_writes_nothing(tmp_path):
-    (tmp_path / "home").mkdir()
+@pytest.mark.parametrize("destination", ["duckdb", "postgres", "motherduck", "snowflake", "bigquery"])
+def test_import_needs_no_environment_and_writes_nothing(tmp_path, destination):
+    """Also with a warehouse selected and no credentials for it: they are needed by runs only."""
     (tmp_path / "cwd").mkdir()
+    env = {**bare_env(tmp_path), "ANALYTICS_DESTINATION": destination}
     before = files_under(tmp_path)
     completed = subprocess.run(
         [sys.executable, "-c", "from analytics_assets.definitions import defs; defs.get_repository_def().asset_graph"],
-        cwd=tmp_path / "cwd", env=bare_env(tmp_path), capture_output=True, text=True, timeout=120,
+        cwd=tmp_path / "cwd", env=env, capture_output=True, text=True, timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
     assert files_under(tmp_path) == before
@@ -44,7 +51,6 @@ def test_import_needs_no_environment_and_writes_nothing(tmp_path):
     ids=["module", "workspace", "pyproject"],
 )
 def test_dagster_definitions_validate(tmp_path, args):
-    (tmp_path / "home").mkdir()
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", *args],
         cwd=ROOT, env=bare_env(tmp_path), capture_output=True, text=True, timeout=300,
@@ -73,6 +79,27 @@ def test_table_asset_describes_itself_before_any_run():
     assert all(c.description for c in columns)
 
 
+@pytest.mark.parametrize("destination", ["postgres", "snowflake"])
+def test_kinds_and_storage_name_the_configured_destination(destination):
+    from analytics_assets.definitions import build_defs
+
+    chosen = build_defs(destination)
+    for key in (TABLE, SUMMARY):
+        spec = chosen.get_assets_def(key).specs_by_key[key]
+        assert destination in spec.kinds and "duckdb" not in spec.kinds
+        assert spec.metadata["dagster/storage_kind"] == destination
+    assert chosen.get_assets_def(TABLE).op.pool == "warehouse_writer"
+
+
+def test_unknown_destination_is_refused_naming_the_variable(monkeypatch):
+    from analytics_assets.definitions import build_defs
+    from analytics_assets.settings import SettingsError
+
+    monkeypatch.setenv("ANALYTICS_DESTINATION", "oracle")
+    with pytest.raises(SettingsError, match="ANALYTICS_DESTINATION must be one of duckdb, postgres"):
+        build_defs()
+
+
 def test_assets_are_daily_partitioned_and_backfill_as_one_run():
     from dagster import BackfillPolicy, DailyPartitionsDefinition
 
@@ -85,7 +112,6 @@ def test_assets_are_daily_partitioned_and_backfill_as_one_run():
 
 def test_partitions_start_is_configurable(tmp_path):
     env = {**bare_env(tmp_path), "ANALYTICS_PARTITIONS_START": "2026-10-01"}
-    (tmp_path / "home").mkdir()
     completed = subprocess.run(
         [sys.executable, "-c", "from analytics_assets.definitions import partitions_def; print(partitions_def.get_first_partition_key())"],
         env=env, capture_output=True, text=True, timeout=120,

@@ -178,3 +178,76 @@ def test_failing_run_error_does_not_quote_the_secret(dagster_api, tmp_path: Path
     assert_absent(forms, "the run's console output", iter([(captured.out + captured.err).encode()]))
     for path in files_under(tmp_path / "dlt_pipelines") if (tmp_path / "dlt_pipelines").exists() else []:
         assert_absent(forms, f"dlt working file {path.name}", readable_forms(path))
+
+
+def postgres_dump(url: str) -> bytes:
+    """Every value of every table of the database as text, the dlt state decoded."""
+    import psycopg2
+    from dlt.common.versioned_state import decompress_state
+
+    parts = []
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                       "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
+        for schema, table in cursor.fetchall():
+            cursor.execute(f'SELECT * FROM "{schema}"."{table}"')
+            rows = cursor.fetchall()
+            parts.append(repr(rows))
+            if table == "_dlt_pipeline_state":
+                names = [d[0] for d in cursor.description]
+                parts += [repr(decompress_state(row[names.index("state")])) for row in rows]
+    connection.close()
+    return "\n".join(parts).encode()
+
+
+def test_warehouse_password_never_stored_or_printed(make_api, processes: Processes, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    api = make_api(records=500, days=5, end_date=END_DATE)
+    set_api_env(monkeypatch, api, tmp_path / "warehouse" / "warehouse.duckdb")
+    monkeypatch.setenv("ANALYTICS_DESTINATION", "postgres")
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_url)
+    password = urlsplit(postgres_url).password
+    forms = {"the warehouse password": password.encode(), "the credentials URL": postgres_url.encode()}
+    home = make_dagster_home(tmp_path / "dagster_home")
+
+    cli = processes.materialize(cli_env(home), partition="2026-11-17", name="postgres-secret-run")
+    assert cli.wait(timeout=300) == 0, cli.output()[-3000:]
+    output = cli.log.read_bytes()
+    assert b"RUN_SUCCESS" in output and b"postgres 127.0.0.1" in output  # names the warehouse, not its password
+    assert_absent(forms, "the subprocess output", iter([output]))
+    for path in files_under(home):
+        assert_absent(forms, f"DAGSTER_HOME file {path.relative_to(home)}", readable_forms(path))
+    with DagsterInstance.from_config(str(home)) as instance:
+        records = instance.fetch_materializations(AssetKey(list(TABLE_ASSET)), limit=100).records
+        texts = [repr(record.asset_materialization.metadata) for record in records]
+    assert texts and "rows_loaded" in texts[0]
+    assert_absent(forms, "materialization metadata", (text.encode() for text in texts))
+    dump = postgres_dump(postgres_url)
+    assert b"item-00" in dump  # the scan sees the loaded rows
+    assert_absent(forms, "the PostgreSQL database", iter([dump]))
+    pipeline_files = files_under(tmp_path / "warehouse" / "dlt_pipelines")
+    assert any(p.name == "state.json" for p in pipeline_files)
+    for path in pipeline_files:
+        assert_absent(forms, f"dlt working file {path.name}", readable_forms(path))
+
+
+def test_wrong_warehouse_password_fails_naming_the_fix_without_quoting_it(
+    dagster_api, monkeypatch: pytest.MonkeyPatch, postgres_url: str, capfd: pytest.CaptureFixture
+) -> None:
+    from analytics_assets_tests.conftest import run_job
+
+    wrong = f"W-{uuid.uuid4().hex}"
+    scheme, rest = postgres_url.split("://", 1)
+    user, host = rest.split(":", 1)[0], rest.split("@", 1)[1]
+    monkeypatch.setenv("ANALYTICS_DESTINATION", "postgres")
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", f"{scheme}://{user}:{wrong}@{host}")
+    result = run_job("2026-11-16")
+    assert not result.success
+    text = full_error_text(result)
+    assert "password authentication failed" in text and "DESTINATION__POSTGRES__CREDENTIALS" in text
+    assert_absent({"the wrong password": wrong.encode()}, "the failed run's events and errors", iter([text.encode()]))
+    captured = capfd.readouterr()
+    assert_absent({"the wrong password": wrong.encode()}, "the run's console output",
+                  iter([(captured.out + captured.err).encode()]))
