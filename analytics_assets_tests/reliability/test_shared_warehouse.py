@@ -11,7 +11,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from analytics_assets.pool import prepare_pool
-from analytics_assets_tests.conftest import assert_table_matches, day_bounds
+from analytics_assets_tests.conftest import assert_table_matches, day_bounds, query
 from analytics_assets_tests.reliability.conftest import END_DATE, Processes, cli_env, make_dagster_home, set_api_env
 
 
@@ -54,3 +54,7 @@ def test_two_partitions_in_concurrent_runs_land_every_row_once(
     with DagsterInstance.from_config(str(home)) as instance:
         finished = list(instance.get_runs())
     assert len(finished) == 4 and all(run.status == DagsterRunStatus.SUCCESS for run in finished)
+    # each run merged through a staging schema of its own, dropped after its load
+    schemas = {row[0] for row in query(postgres_url, "SELECT schema_name FROM information_schema.schemata")[1]}
+    assert {"analytics", "analytics_audit"} <= schemas
+    assert not [name for name in schemas if name.startswith("analytics_staging")], sorted(schemas)
