@@ -63,10 +63,6 @@ class PolicyAdapter(HTTPAdapter):
         return self
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
-        if self.prefetcher is not None and not getattr(request, "_aa_prefetch", False):
-            prefetched = self.prefetcher.serve(request.url or "")
-            if prefetched is not None:
-                return prefetched
         attempt = self._begin_attempt(request)
         if self.reauthorize is not None:
             self.reauthorize(request, False)
@@ -175,4 +171,5 @@ def attach_prefetcher(session: Session, max_concurrency: int) -> Prefetcher:
     for adapter in session.adapters.values():
         if isinstance(adapter, PolicyAdapter):
             adapter.prefetcher = prefetcher
+    prefetcher.attach()
     return prefetcher

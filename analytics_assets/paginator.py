@@ -78,9 +78,12 @@ class SafeOffsetPaginator(BasePaginator):
     def update_request(self, request: Request) -> None:
         if request.params is None:
             request.params = {}
-        request.params[self.offset_param] = self._next_offset()
+        offset = request.params[self.offset_param] = self._next_offset()
         request.params[self.limit_param] = self.limit
         self.template = request
+        if self.prefetcher is not None:
+            # The page may already be in flight: the session then sends that request (prefetch.py).
+            request._aa_prefetched = self.prefetcher.take(self, offset)  # type: ignore[attr-defined]
 
     def _next_offset(self) -> int:
         overlap = 1 if self.pages and self.last_id is not None else 0
@@ -92,7 +95,7 @@ class SafeOffsetPaginator(BasePaginator):
         if self.prefetcher is None or not self.prefetcher.enabled or total is None or not self.widest_page:
             return
         step = max(1, self.widest_page - 1)
-        self.prefetcher.want(range(self._next_offset(), total - 1, step), self._request_at)
+        self.prefetcher.want(self, range(self._next_offset(), total - 1, step), self._request_at)
 
     def _request_at(self, offset: int) -> Request:
         t = self.template

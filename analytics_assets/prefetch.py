@@ -20,14 +20,23 @@ import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from requests import PreparedRequest, Request, Response, Session
 from typing_extensions import Self
 
 
 class Prefetcher:
-    def __init__(self, session: Session, max_concurrency: int) -> None:
+    """Keeps the next offset pages of each paginator in flight, and hands each one to dlt's paging
+    loop when the loop asks for it.
+
+    The hand-over happens at the session's seams (`attach`): the paginator marks the request for
+    an offset that is in flight; the session's `prepare_request` then returns the request already
+    prepared for it, and its `send` returns the prefetched response. A prefetched page therefore
+    costs the paging loop no second preparation, no pass through the retry wrapper and no second
+    run of the response hooks (they ran, with the retries, in the thread that fetched it)."""
+
+    def __init__(self, session: Optional[Session], max_concurrency: int) -> None:
         self.session = session
         self.cap = max_concurrency
         self.window = max_concurrency
@@ -35,13 +44,22 @@ class Prefetcher:
         self._fetch_seconds = 0.0  # moving averages: how long a request takes, and how long
         self._page_seconds = 0.0  # the paging loop spends between two pages
         self._last_served: Optional[float] = None
-        self._futures: dict[str, Future] = {}  # by URL, as the transport adapter sees requests
-        self._urls: dict[int, str] = {}  # offset -> URL of what is in flight
+        # (paginator, offset) -> the request in flight for it, its future attached as `_aa_future`
+        self._inflight: dict[tuple[int, int], PreparedRequest] = {}
         self._lock = threading.Lock()
         self._pool: Optional[ThreadPoolExecutor] = None
+        if session is not None:  # the session's own methods, before `attach` wraps them
+            self._send = session.send
+            self._prepare = session.prepare_request
 
     def __deepcopy__(self, memo: dict) -> Self:
         return self  # shared by the paginator copies dlt makes
+
+    def attach(self) -> None:
+        """Route the session's `prepare_request` and `send` through the prefetched pages, the way
+        dlt's own `Client` wraps `send` with its retry loop (instance attributes)."""
+        self.session.prepare_request = self.prepare_request  # type: ignore[method-assign,union-attr]
+        self.session.send = self.send  # type: ignore[method-assign,union-attr]
 
     @property
     def enabled(self) -> bool:
@@ -67,62 +85,72 @@ class Prefetcher:
         needed = math.ceil(self._fetch_seconds / self._page_seconds) + 1
         return max(1, min(self.window, needed))
 
-    def want(self, offsets: Iterable[int], request_at: Callable[[int], Request]) -> None:
-        """Keep the requests for the first `depth` of these upcoming offsets in flight; anything
-        fetched for other offsets is a wrong guess and is dropped. Only new requests are prepared."""
+    def want(self, owner: object, offsets: Iterable[int], request_at: Callable[[int], Request]) -> None:
+        """Keep the requests for the first `depth` of these upcoming offsets of `owner` (a
+        paginator) in flight; anything it fetched for other offsets is a wrong guess and is dropped.
+        Only new requests are prepared."""
+        key = id(owner)
         wanted = list(itertools.islice(offsets, self.depth))
         with self._lock:
-            for offset in [o for o in self._urls if o not in wanted]:
-                future = self._futures.pop(self._urls.pop(offset), None)
-                if future is not None:
-                    future.cancel()
+            for stale in [k for k in self._inflight if k[0] == key and k[1] not in wanted]:
+                self._inflight.pop(stale)._aa_future.cancel()  # type: ignore[attr-defined]
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.cap, thread_name_prefix="analytics-prefetch")
             template = None
             for offset in wanted:
-                if offset in self._urls:
+                if (key, offset) in self._inflight:
                     continue
                 request = request_at(offset)
                 if template is None:  # preparing applies auth, headers and hooks: once is enough
-                    template = ready = self.session.prepare_request(request)
+                    template = ready = self._prepare(request)
                 else:
                     ready = template.copy()
                     ready.prepare_url(request.url, request.params)
                 ready._aa_prefetch = True  # type: ignore[attr-defined]
-                self._urls[offset] = ready.url
-                self._futures[ready.url] = self._pool.submit(self._timed_send, ready)
+                ready._aa_future = self._pool.submit(self._timed_send, ready)  # type: ignore[attr-defined]
+                self._inflight[(key, offset)] = ready
+
+    def take(self, owner: object, offset: int) -> Optional[PreparedRequest]:
+        """The request in flight for `owner`'s page at `offset`, now the paging loop's to send."""
+        with self._lock:
+            return self._inflight.pop((id(owner), offset), None)
 
     def _timed_send(self, request: PreparedRequest) -> Response:
         started = time.monotonic()
         try:
-            return self.session.send(request)
+            return self._send(request)
         finally:
             self._fetch_seconds = _average(self._fetch_seconds, time.monotonic() - started)
 
-    def serve(self, url: str) -> Optional[Response]:
-        """The prefetched response for `url`, waiting for it if still in flight; raises what its
-        request raised (retries exhausted, a malformed body...), exactly as a direct send would.
-        None when `url` was not prefetched."""
-        now = time.monotonic()
-        with self._lock:
-            if self._last_served is not None:  # time the paging loop worked since the last page
-                self._page_seconds = _average(self._page_seconds, now - self._last_served)
-            future = self._futures.pop(url, None)
-            self._urls = {o: u for o, u in self._urls.items() if u != url}
+    def prepare_request(self, request: Request) -> PreparedRequest:
+        prefetched = getattr(request, "_aa_prefetched", None)
+        if prefetched is not None:
+            request._aa_prefetched = None  # type: ignore[attr-defined]
+            return prefetched
+        return self._prepare(request)
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        """The prefetched response, waiting for it if still in flight; raises what its request
+        raised (retries exhausted, a malformed body...), exactly as a direct send would. Any other
+        request is sent as usual."""
+        future = getattr(request, "_aa_future", None)
         if future is None:
             self._last_served = None
-            return None
+            return self._send(request, **kwargs)
+        now = time.monotonic()
+        if self._last_served is not None:  # time the paging loop worked since the last page
+            self._page_seconds = _average(self._page_seconds, now - self._last_served)
         try:
             return future.result()
         finally:
+            request._aa_future = None  # type: ignore[attr-defined]  # no cycle through the response
             self._last_served = time.monotonic()
 
     def clear(self) -> None:
         with self._lock:
-            for future in self._futures.values():
-                future.cancel()
-            self._futures.clear()
-            self._urls.clear()
+            for request in self._inflight.values():
+                request._aa_future.cancel()  # type: ignore[attr-defined]
+            self._inflight.clear()
 
     def close(self) -> None:
         self.clear()

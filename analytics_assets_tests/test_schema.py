@@ -33,6 +33,7 @@ def test_table_has_declared_types_and_not_nulls_even_when_pages_lack_fields(make
         ("is_active", "yes", "is not a boolean"),
         ("properties", "flat", "is not a JSON object"),
         ("name", "bad \ud800 text", "not valid Unicode"),
+        ("event_count", 2**64, "is beyond the 64-bit integer range"),
     ],
 )
 def test_violation_names_field_and_record_and_commits_nothing(demo_api, syncer, field, value, problem):
@@ -76,4 +77,27 @@ def test_huge_and_unusual_text_lands_exactly(demo_api, syncer):
     demo_api.update_record(2, name="Zoë 🚀 ‮right-to-left‬ 中文 \u0000 nul", category="tab\tnew\nline")
     demo_api.update_record(3, properties={"nested": {"deep": [1, {"k": "ü"}]}, "empty": {}})
     syncer.run(demo_api)
+    assert_table_matches(syncer.db, demo_api.all_records())
+
+
+def test_integers_beyond_64_bits_in_json_stay_exact(demo_api, syncer):
+    # orjson, which decodes pages, would read these as floats; such pages go to Python's decoder.
+    demo_api.update_record(3, properties={"big": 2**70 + 1, "low": -(2**63) - 1, "edge": 2**64 - 1})
+    syncer.run(demo_api)
+    assert_table_matches(syncer.db, demo_api.all_records())
+    row = next(r for r in table_rows(syncer.db) if r["id"] == 3)
+    assert row["properties"]["big"] == 2**70 + 1 and isinstance(row["properties"]["big"], int)
+
+
+def test_undeclared_field_on_a_later_page_is_null_before_it(demo_api, syncer):
+    # Pages are converted one by one and batched: a field first seen on the third page still
+    # becomes one column over the whole batch, typed from every value.
+    ids = [r["id"] for r in demo_api.all_records()]
+    demo_api.update_record(ids[250], campaign=7)
+    demo_api.update_record(ids[260], campaign=8)
+    stats = syncer.run(demo_api)
+    assert stats.drift_columns == {"resource_name": {"campaign"}}
+    rows = {r["id"]: r for r in table_rows(syncer.db)}
+    assert rows[ids[250]]["campaign"] == 7 and rows[ids[260]]["campaign"] == 8
+    assert all(rows[i]["campaign"] is None for i in ids if i not in (ids[250], ids[260]))
     assert_table_matches(syncer.db, demo_api.all_records())
