@@ -24,7 +24,7 @@ def build_job(partitions_def: PartitionsDefinition) -> "UnresolvedAssetJobDefini
     return define_asset_job(
         JOB_NAME,
         selection=AssetSelection.groups(TABLE_GROUP),
-        description="Sync the analytics API into DuckDB and rebuild the daily models for the chosen days.",
+        description="Sync the analytics API into the warehouse and rebuild the daily models for the chosen days.",
     )
 
 

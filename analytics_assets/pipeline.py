@@ -86,7 +86,7 @@ def shared_warehouse_guard(pipeline: dlt.Pipeline, tables: Iterable[str]) -> Ite
     a run that creates tables does so alone, and a run's own staging dataset is dropped
     afterwards, whether its load succeeded or not."""
     creating = forget_dropped_tables(pipeline, tables)
-    with schema_lock(pipeline, pipeline.destination.destination_name, needed=creating):
+    with schema_lock(pipeline, needed=creating):
         try:
             yield
         finally:

@@ -132,7 +132,7 @@ class WarehouseResource(ConfigurableResource):
     @contextmanager
     def sql(self, run_id: str) -> Iterator[WarehouseSql]:
         """SQL on the warehouse through dlt's client for its destination (see warehouse.py)."""
-        with open_sql(self.pipeline(run_id), self.target.destination) as sql:
+        with open_sql(self.pipeline(run_id)) as sql:
             yield sql
 
     def table(self, resource: str) -> str:

@@ -47,10 +47,6 @@ class WarehouseTarget:
     def single_writer(self) -> bool:
         return self.destination == "duckdb"
 
-    @property
-    def loader_file_format(self) -> str:
-        return LOADER_FILE_FORMATS[self.destination]
-
     def dlt_destination(self, staging_suffix: Optional[str] = None) -> Any:
         """The dlt destination; without explicit credentials dlt resolves its own (environment
         variables DESTINATION__<NAME>__CREDENTIALS, secrets.toml).
@@ -117,7 +113,7 @@ class WarehouseSql:
     def insert_ids(self, table: str, run_id: str, resource: str, ids: pa.Int64Array) -> None:
         """Bulk-insert (run_id, resource, id) rows: up to millions of them for a large window."""
         native = self.client.native_connection
-        if self.destination == "duckdb":
+        if self.destination in ("duckdb", "motherduck"):  # a DuckDB connection either way
             native.register("_fetched_ids", pa.table({"id": ids}))
             try:
                 native.execute(f"INSERT INTO {table} SELECT ?, ?, id FROM _fetched_ids", [run_id, resource])
@@ -169,11 +165,11 @@ def connect(pipeline: dlt.Pipeline) -> Iterator[SqlClientBase]:
 
 
 @contextlib.contextmanager
-def open_sql(pipeline: dlt.Pipeline, destination: str) -> Iterator[WarehouseSql]:
+def open_sql(pipeline: dlt.Pipeline) -> Iterator[WarehouseSql]:
     """The warehouse's SQL client, its connection open; a DuckDB lock surfaces as DatabaseLocked."""
     try:
         with connect(pipeline) as client:
-            yield WarehouseSql(client, destination)
+            yield WarehouseSql(client, pipeline.destination.destination_name)
     except Exception as error:
         cause = root_cause(error)
         if cause is error:
@@ -182,14 +178,14 @@ def open_sql(pipeline: dlt.Pipeline, destination: str) -> Iterator[WarehouseSql]
 
 
 @contextlib.contextmanager
-def schema_lock(pipeline: dlt.Pipeline, destination: str, needed: bool = True) -> Iterator[None]:
+def schema_lock(pipeline: dlt.Pipeline, needed: bool = True) -> Iterator[None]:
     """Serialize creating schemas and tables across concurrent runs on a shared warehouse.
 
     Two first runs on PostgreSQL both find the dataset missing and both issue CREATE SCHEMA: one
     fails. A session advisory lock held for the run makes the second wait for the first. DuckDB
     needs none (one writer); other warehouses are not covered (see README).
     """
-    if not needed or destination != "postgres":
+    if not needed or pipeline.destination.destination_name != "postgres":
         yield
         return
     with connect(pipeline) as client:
