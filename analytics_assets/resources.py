@@ -8,6 +8,8 @@ run that needs it, with the variable to set in the message.
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -102,10 +104,11 @@ class WarehouseResource(ConfigurableResource):
     )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Before this run's steps queue for the writer pool: its slots exist, and slots held by
-        dead runs are free."""
+        """Before this run's steps queue for the writer pool: its slots exist, slots held by dead
+        runs are free, and working folders of finished runs are gone."""
         if context.instance is None:
             return
+        self._prune_working_folders(context)
         target = self.target
         pool = writer_pool(target.destination)
         limit = 1 if target.single_writer else (self.writer_pool_limit or writer_pool_limit_from_env())
@@ -113,6 +116,26 @@ class WarehouseResource(ConfigurableResource):
         if target.single_writer:  # one machine writes a DuckDB file, so a local pid check is sound
             for run_id in release_slots_of_dead_runs(context.instance, pool):
                 context.log.warning(f"Released the `{pool}` slot of run {run_id}, whose process had died.")
+
+    def _prune_working_folders(self, context: InitResourceContext) -> None:
+        """Each run's dlt folder outlives it (state, trace, the files it loaded): one per run would
+        fill the disk of a daily schedule. A finished run's folder is never read again (a failed
+        run's packages are refetched, not resumed), so it goes; running runs keep theirs, and so
+        do runs this instance does not know (another DAGSTER_HOME) until they are a day old."""
+        base = self._pipelines_base()
+        if not base.is_dir():
+            return
+        current = context.run.run_id if context.run else None
+        for folder in base.iterdir():
+            if folder.name == current or not folder.is_dir():
+                continue
+            run = context.instance.get_run_by_id(folder.name)
+            stale = run.is_finished if run else time.time() - folder.stat().st_mtime > 86_400
+            if stale:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _pipelines_base(self) -> Path:
+        return Path(self.pipelines_dir) if self.pipelines_dir else self.target.duckdb_path.parent / "dlt_pipelines"
 
     @property
     def target(self) -> WarehouseTarget:
@@ -125,9 +148,9 @@ class WarehouseResource(ConfigurableResource):
     def pipeline(self, run_id: str) -> dlt.Pipeline:
         """A pipeline with a working folder of its own: two runs of one pipeline name sharing a
         folder delete each other's files. Its state is restored from the destination each run."""
-        target = self.target
-        base = Path(self.pipelines_dir) if self.pipelines_dir else target.duckdb_path.parent / "dlt_pipelines"
-        return make_pipeline(target, PIPELINE_NAME, pipelines_dir=base / run_id, staging_suffix=run_id[:8])
+        return make_pipeline(
+            self.target, PIPELINE_NAME, pipelines_dir=self._pipelines_base() / run_id, staging_suffix=run_id[:8]
+        )
 
     @contextmanager
     def sql(self, run_id: str) -> Iterator[WarehouseSql]:

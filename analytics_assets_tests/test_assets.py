@@ -130,3 +130,19 @@ def test_summary_reports_rows_per_day_in_a_range_run(dagster_api):
     for day, metadata in summaries.items():
         categories = {r["category"] for r in dagster_api.records_in_window(*day_bounds(day))}
         assert metadata["dagster/partition_row_count"].value == len(categories)
+
+
+def test_a_run_removes_the_working_folders_of_finished_runs(dagster_api, tmp_path):
+    """dlt leaves each run's folder behind (state, trace, loaded files); a daily schedule must not
+    accumulate them. Another instance's folder is kept while it may still be running."""
+    from dagster import DagsterInstance
+
+    folders = tmp_path / "dlt_pipelines"
+    foreign = folders / "run-of-another-instance"
+    foreign.mkdir(parents=True)
+    instance = DagsterInstance.ephemeral()
+    first = run_job("2026-11-16", instance=instance)
+    assert first.success and (folders / first.run_id).is_dir()
+    second = run_job("2026-11-17", instance=instance)
+    assert second.success
+    assert sorted(p.name for p in folders.iterdir()) == sorted([second.run_id, foreign.name])
