@@ -75,7 +75,7 @@ class PolicyAdapter(HTTPAdapter):
                 if response.status_code == HTTPStatus.UNAUTHORIZED:
                     raise TokenRejected(describe(request))
         except TRANSIENT_ERRORS as error:
-            request._aa_last = (time.monotonic(), None)  # type: ignore[attr-defined]
+            request._aa_last = (time.monotonic(), False)  # type: ignore[attr-defined]
             if attempt >= self.policy.max_attempts:
                 raise RetriesExhausted(
                     describe(request), f"{type(error).__name__} ({_short(error)})", attempt
@@ -83,7 +83,11 @@ class PolicyAdapter(HTTPAdapter):
             raise
         finally:
             self.stats.add(requests=1)
-        request._aa_last = (time.monotonic(), response)  # type: ignore[attr-defined]
+        # When this attempt ended, and whether the server asked to slow down. Not the response
+        # itself: `response.request` is this request, and the cycle would keep every page's
+        # decoded body alive until Python's cyclic garbage collector found it.
+        throttled = response.status_code == 429 or "Retry-After" in response.headers
+        request._aa_last = (time.monotonic(), throttled)  # type: ignore[attr-defined]
         if self.prefetcher is not None:
             self.prefetcher.observe(response.status_code)
         self._raise_for_status(request, response, attempt)
@@ -93,11 +97,8 @@ class PolicyAdapter(HTTPAdapter):
         attempt = getattr(request, "_aa_attempt", 0) + 1
         request._aa_attempt = attempt  # type: ignore[attr-defined]
         if attempt > 1:
-            ended, previous = request._aa_last  # type: ignore[attr-defined]
+            ended, throttled = request._aa_last  # type: ignore[attr-defined]
             waited = time.monotonic() - ended
-            throttled = previous is not None and (
-                previous.status_code == 429 or "Retry-After" in previous.headers
-            )
             self.stats.add(
                 retries=1,
                 **{"throttle_wait_seconds" if throttled else "retry_wait_seconds": waited},

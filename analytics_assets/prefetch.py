@@ -46,6 +46,7 @@ class Prefetcher:
         self._last_served: Optional[float] = None
         # (paginator, offset) -> the request in flight for it, its future attached as `_aa_future`
         self._inflight: dict[tuple[int, int], PreparedRequest] = {}
+        self._templates: dict[int, PreparedRequest] = {}  # paginator -> its request, prepared once
         self._lock = threading.Lock()
         self._pool: Optional[ThreadPoolExecutor] = None
         if session is not None:  # the session's own methods, before `attach` wraps them
@@ -96,19 +97,27 @@ class Prefetcher:
                 self._inflight.pop(stale)._aa_future.cancel()  # type: ignore[attr-defined]
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.cap, thread_name_prefix="analytics-prefetch")
-            template = None
             for offset in wanted:
                 if (key, offset) in self._inflight:
                     continue
-                request = request_at(offset)
-                if template is None:  # preparing applies auth, headers and hooks: once is enough
-                    template = ready = self._prepare(request)
-                else:
-                    ready = template.copy()
-                    ready.prepare_url(request.url, request.params)
+                ready = self._prepared(key, request_at(offset))
                 ready._aa_prefetch = True  # type: ignore[attr-defined]
                 ready._aa_future = self._pool.submit(self._timed_send, ready)  # type: ignore[attr-defined]
                 self._inflight[(key, offset)] = ready
+
+    def _prepared(self, key: int, request: Request) -> PreparedRequest:
+        """`request` prepared as the session would. A full preparation (session headers, cookies,
+        hooks, auth) is done once per paginator and pass; each further request copies it with its
+        own URL and runs the auth again, so a token renewed meanwhile is the one it carries."""
+        template = self._templates.get(key)
+        if template is None or template.method != (request.method or "").upper() or template._aa_url != request.url:  # type: ignore[attr-defined]
+            template = self._templates[key] = self._prepare(request)
+            template._aa_url = request.url  # type: ignore[attr-defined]
+            return template.copy()
+        ready = template.copy()
+        ready.prepare_url(request.url, request.params)
+        ready.prepare_auth(request.auth or self.session.auth, request.url)  # type: ignore[union-attr]
+        return ready
 
     def take(self, owner: object, offset: int) -> Optional[PreparedRequest]:
         """The request in flight for `owner`'s page at `offset`, now the paging loop's to send."""
@@ -151,6 +160,7 @@ class Prefetcher:
             for request in self._inflight.values():
                 request._aa_future.cancel()  # type: ignore[attr-defined]
             self._inflight.clear()
+            self._templates.clear()
 
     def close(self) -> None:
         self.clear()

@@ -96,3 +96,28 @@ def test_retry_after_is_capped(demo_api, syncer):
     stats = syncer.run(demo_api, settings=settings)
     assert_table_matches(syncer.db, demo_api.all_records())
     assert 0.4 <= stats.throttle_wait_seconds < 30
+
+
+def test_a_response_is_freed_without_the_cycle_collector(demo_api):
+    """Nothing of ours ties a response to its request in a reference cycle: a page's decoded body
+    is freed as soon as the page is processed, not whenever Python's cyclic collector next runs
+    (which, with every page of a run waiting for it, cost about a fifth of a run's CPU)."""
+    import gc
+    import weakref
+
+    from analytics_assets.http import build_session
+    from analytics_assets.stats import SyncStats
+
+    session = build_session(FAST_RETRY, SyncStats(), base_url=demo_api.base_url)
+    credentials = {"grant_type": "client_credentials", "client_id": demo_api.config.client_id,
+                   "client_secret": demo_api.config.client_secret}
+    gc.collect()
+    gc.disable()
+    try:
+        response = session.post(demo_api.token_url, data=credentials)
+        assert response.status_code == 200
+        freed = weakref.ref(response)
+        del response
+        assert freed() is None
+    finally:
+        gc.enable()
