@@ -31,7 +31,11 @@ def prepare_pool(instance: DagsterInstance, pool: str = "duckdb_writer", limit: 
     """
     storage = instance.event_log_storage
     if limit is None:
-        storage.initialize_concurrency_limit_to_default(pool)
+        # Once only: Dagster's initializer inserts and catches the duplicate key, which on a
+        # PostgreSQL-backed instance aborts its own transaction.
+        known = {p.name for p in storage.get_pool_limits()}
+        if pool not in known and instance.global_op_concurrency_default_limit is not None:
+            storage.initialize_concurrency_limit_to_default(pool)
     elif storage.get_concurrency_info(pool).slot_count != limit:
         storage.set_concurrency_slots(pool, limit)
 
