@@ -15,8 +15,10 @@ def test_concurrent_paging_loads_what_sequential_paging_loads(make_api, tmp_path
     sequential.run(api, settings=settings_for(api, max_concurrency=1))
     assert api.max_in_flight == 1
     api.reset_stats()
-    concurrent.run(api, settings=settings_for(api, max_concurrency=6))
+    stats = concurrent.run(api, settings=settings_for(api, max_concurrency=6))
     assert 1 < api.max_in_flight <= 6
+    # Every page was requested once: a prefetched page is handed to the paging loop, not fetched again.
+    assert len([r for r in api.requests if r[1] == "/v1/resource"]) == stats.pages
     assert table_rows(concurrent.db) == table_rows(sequential.db)
     assert_table_matches(concurrent.db, api.all_records())
 
