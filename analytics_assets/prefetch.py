@@ -3,7 +3,7 @@
 With latency per request, paging one request after another caps a sync at `limit / latency`
 records per second. Once a page reports `total`, the paginator knows the offsets that follow; the
 prefetcher sends those requests concurrently through the same session (same retries, token, error
-handling), and dlt's paging loop then receives each response in order from the transport adapter.
+handling), and dlt's paging loop then receives each response in order from the session.
 Pages are still consumed and checked strictly in order, so the rows, their order and the drift
 checks are those of sequential paging.
 
@@ -19,7 +19,7 @@ import itertools
 import math
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Optional
 
 from requests import PreparedRequest, Request, Response, Session
