@@ -47,8 +47,8 @@ def _summary_asset(partitions_def: PartitionsDefinition, destination: str) -> As
         key=AssetKey([TABLE_GROUP, "resource_name_daily_summary"]),
         deps=[table_key("resource_name")],
         group_name=TABLE_GROUP,
-        description=f"Daily summary per category of the merged table: record count, sum and average "
-        "of `metric_value`, sum of `event_count`, in {DESTINATION_TITLES[destination]}. Rebuilt for the "
+        description="Daily summary per category of the merged table: record count, sum and average "
+        f"of `metric_value`, sum of `event_count`, in {DESTINATION_TITLES[destination]}. Rebuilt for the "
         "partition's days in one transaction.",
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run(),

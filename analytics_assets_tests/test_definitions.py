@@ -88,6 +88,7 @@ def test_kinds_and_storage_name_the_configured_destination(destination):
         spec = chosen.get_assets_def(key).specs_by_key[key]
         assert destination in spec.kinds and "duckdb" not in spec.kinds
         assert spec.metadata["dagster/storage_kind"] == destination
+        assert {"postgres": "PostgreSQL", "snowflake": "Snowflake"}[destination] in spec.description
     assert chosen.get_assets_def(TABLE).op.pool == "warehouse_writer"
 
 
