@@ -1,6 +1,7 @@
 """The asset checks pass on a correct table and fail, naming what is wrong, on a broken one:
 on a DuckDB file and on PostgreSQL (the `warehouse` fixture)."""
 
+import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
 
 from analytics_assets.definitions import build_defs
@@ -29,32 +30,34 @@ def test_checks_pass_after_a_materialization(dagster_api, warehouse):
     assert complete["api_total"].value == complete["fetched_distinct_ids"].value > 0
 
 
-def test_duplicate_id_fails_id_unique(dagster_api, warehouse):
+@pytest.fixture
+def materialized(dagster_api, warehouse) -> DagsterInstance:
+    """The instance of a successful run of 2026-11-18, whose table the tests below then damage."""
     instance = DagsterInstance.ephemeral()
     assert run_job("2026-11-18", instance=instance).success
+    return instance
+
+
+def test_duplicate_id_fails_id_unique(materialized, warehouse):
     victim = query(warehouse, "SELECT min(id) FROM analytics.resource_name")[1][0][0]
     query(warehouse, "INSERT INTO analytics.resource_name SELECT * FROM analytics.resource_name WHERE id = %s", victim)
-    evaluation = checks_of(run_checks_only(instance))["id_unique"]
+    evaluation = checks_of(run_checks_only(materialized))["id_unique"]
     assert not evaluation.passed
     assert evaluation.metadata["duplicate_ids"].value == [victim]
 
 
-def test_null_in_required_column_fails(dagster_api, warehouse):
-    instance = DagsterInstance.ephemeral()
-    assert run_job("2026-11-18", instance=instance).success
+def test_null_in_required_column_fails(materialized, warehouse):
     query(warehouse, "ALTER TABLE analytics.resource_name ALTER COLUMN name DROP NOT NULL")
     query(warehouse, "UPDATE analytics.resource_name SET name = NULL WHERE id = (SELECT min(id) FROM analytics.resource_name)")
-    evaluation = checks_of(run_checks_only(instance))["required_columns_not_null"]
+    evaluation = checks_of(run_checks_only(materialized))["required_columns_not_null"]
     assert not evaluation.passed
     assert evaluation.metadata["null_counts"].value["name"] == 1
 
 
-def test_row_lost_after_the_load_fails_window_complete(dagster_api, warehouse):
-    instance = DagsterInstance.ephemeral()
-    assert run_job("2026-11-18", instance=instance).success
+def test_row_lost_after_the_load_fails_window_complete(materialized, warehouse):
     lost = query(warehouse, "SELECT max(id) FROM analytics.resource_name")[1][0][0]
     query(warehouse, "DELETE FROM analytics.resource_name WHERE id = %s", lost)
-    evaluation = checks_of(run_checks_only(instance))["window_complete"]
+    evaluation = checks_of(run_checks_only(materialized))["window_complete"]
     assert not evaluation.passed
     assert evaluation.metadata["fetched_ids_missing_from_table"].value == [lost]
 
