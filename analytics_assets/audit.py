@@ -47,7 +47,7 @@ def record_fetch(
 
 
 def _create_tables(sql: WarehouseSql) -> None:
-    if sql.has_table(WINDOWS) and sql.has_table(FETCHED_IDS):
+    if sql.has_table(FETCHED_IDS):  # created together with WINDOWS, in one transaction
         return
     with sql.transaction(creates_tables=True):
         sql.execute(f"CREATE SCHEMA IF NOT EXISTS {AUDIT_SCHEMA}")

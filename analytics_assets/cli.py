@@ -32,12 +32,12 @@ def _dagster_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     from dagster import DagsterInstance
 
-    from .pool import prepare_pool, writer_pool
-    from .settings import destination_from_env
+    from .pool import prepare_pool, writer_pool, writer_pool_limit
+    from .settings import destination_from_env, writer_pool_limit_from_env
 
     destination = destination_from_env()
     with DagsterInstance.get() as instance:
-        prepare_pool(instance, writer_pool(destination), 1 if destination == "duckdb" else None)
+        prepare_pool(instance, writer_pool(destination), writer_pool_limit(destination, writer_pool_limit_from_env()))
     return home
 
 

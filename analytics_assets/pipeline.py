@@ -45,7 +45,7 @@ def make_pipeline(
     logging.getLogger("dlt").addFilter(_JSON_HINT_NOTICE)  # idempotent: filters are a set
     return dlt.pipeline(
         pipeline_name=pipeline_name,
-        destination=target.dlt_destination(None if target.single_writer else staging_suffix),
+        destination=target.dlt_destination(staging_suffix),
         dataset_name=DATASET_NAME,
         pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
         progress=None,

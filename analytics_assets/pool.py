@@ -23,6 +23,12 @@ def writer_pool(destination: str) -> str:
     return "duckdb_writer" if destination == "duckdb" else "warehouse_writer"
 
 
+def writer_pool_limit(destination: str, configured: Optional[int] = None) -> Optional[int]:
+    """DuckDB has one writer whatever is configured; elsewhere the configured limit, or None for
+    the instance's own."""
+    return 1 if destination == "duckdb" else configured
+
+
 def prepare_pool(instance: DagsterInstance, pool: str = "duckdb_writer", limit: Optional[int] = None) -> None:
     """Allocate the pool's slots once, before runs start: `limit`, else the instance's default.
 

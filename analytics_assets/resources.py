@@ -21,7 +21,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field
 
 from .pipeline import DATASET_NAME, PIPELINE_NAME, make_pipeline
-from .pool import prepare_pool, release_slots_of_dead_runs, writer_pool
+from .pool import prepare_pool, release_slots_of_dead_runs, writer_pool, writer_pool_limit
 from .settings import (
     DESTINATIONS,
     ENV_BASE_URL,
@@ -111,7 +111,7 @@ class WarehouseResource(ConfigurableResource):
         self._prune_working_folders(context)
         target = self.target
         pool = writer_pool(target.destination)
-        limit = 1 if target.single_writer else (self.writer_pool_limit or writer_pool_limit_from_env())
+        limit = writer_pool_limit(target.destination, self.writer_pool_limit or writer_pool_limit_from_env())
         prepare_pool(context.instance, pool, limit)
         if target.single_writer:  # one machine writes a DuckDB file, so a local pid check is sound
             for run_id in release_slots_of_dead_runs(context.instance, pool):

@@ -51,8 +51,9 @@ class WarehouseTarget:
         """The dlt destination; without explicit credentials dlt resolves its own (environment
         variables DESTINATION__<NAME>__CREDENTIALS, secrets.toml).
 
-        `staging_suffix` gives a run a staging dataset of its own: dlt's merge truncates and
-        refills `<dataset>_staging`, so two concurrent runs sharing it would lose each other's rows.
+        `staging_suffix` gives a run on a shared warehouse a staging dataset of its own: dlt's merge
+        truncates and refills `<dataset>_staging`, so two concurrent runs sharing it would lose each
+        other's rows. DuckDB has one writer and keeps the shared one.
         """
         if self.destination == "duckdb":
             from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
