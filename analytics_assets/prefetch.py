@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from requests import PreparedRequest, Request, Response, Session
 from typing_extensions import Self
@@ -86,14 +86,16 @@ class Prefetcher:
         needed = math.ceil(self._fetch_seconds / self._page_seconds) + 1
         return max(1, min(self.window, needed))
 
-    def want(self, owner: object, offsets: Iterable[int], request_at: Callable[[int], Request]) -> None:
+    def want(self, owner: object, offsets: Sequence[int], request_at: Callable[[int], Request]) -> None:
         """Keep the requests for the first `depth` of these upcoming offsets of `owner` (a
-        paginator) in flight; anything it fetched for other offsets is a wrong guess and is dropped.
-        Only new requests are prepared."""
+        paginator) in flight; anything it fetched for an offset that is not upcoming at all is a
+        wrong guess and is dropped. A request beyond a depth that has since shrunk is kept: it may
+        already be on the wire, and dropping it would fetch that page twice. Only new requests are
+        prepared."""
         key = id(owner)
         wanted = list(itertools.islice(offsets, self.depth))
         with self._lock:
-            for stale in [k for k in self._inflight if k[0] == key and k[1] not in wanted]:
+            for stale in [k for k in self._inflight if k[0] == key and k[1] not in offsets]:
                 self._inflight.pop(stale)._aa_future.cancel()  # type: ignore[attr-defined]
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.cap, thread_name_prefix="analytics-prefetch")
