@@ -1,206 +1,142 @@
-"""Settings read from the environment: the project's public configuration interface.
+"""Every setting of the project, defined once: a field of `Settings` is an `ANALYTICS_*` variable.
 
-Every value is validated here, once, so that a typo in a variable fails with a message that
-names the variable instead of surfacing later as an obscure HTTP or DuckDB error.
+A field's variable is `ANALYTICS_` + its name in capitals; its type, default, bounds and meaning
+are the field's. `Settings.from_env()` reads them, and a bad value fails naming the variable and
+quoting the value, before anything is sent anywhere. Fields marked `launch_field` are tunables a run
+may override from Dagster's launchpad (the `analytics_api` resource is derived from them); the
+others, where the API and the warehouse are, credentials and paths, belong to the deployment and
+cannot be changed by whoever launches a run. The README's configuration table is rendered from this
+model (`python -m analytics_assets.settings`), and a test keeps the two equal.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import math
 import os
-from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Mapping, Optional
-from urllib.parse import urlsplit
+from typing import Any, Literal, Mapping, Optional
 
-ENV_BASE_URL = "ANALYTICS_API_BASE_URL"
-ENV_TOKEN_URL = "ANALYTICS_TOKEN_URL"
-ENV_CLIENT_ID = "ANALYTICS_CLIENT_ID"
-ENV_CLIENT_SECRET = "ANALYTICS_CLIENT_SECRET"
-ENV_DUCKDB_PATH = "ANALYTICS_DUCKDB_PATH"
-ENV_PARTITIONS_START = "ANALYTICS_PARTITIONS_START"
-ENV_HTTP_TIMEOUT = "ANALYTICS_HTTP_TIMEOUT"
-ENV_MAX_RETRIES = "ANALYTICS_MAX_RETRIES"
-ENV_BACKOFF_FACTOR = "ANALYTICS_BACKOFF_FACTOR"
-ENV_MAX_RETRY_WAIT = "ANALYTICS_MAX_RETRY_WAIT"
-ENV_TOKEN_REFRESH_MARGIN = "ANALYTICS_TOKEN_REFRESH_MARGIN"
-ENV_SCHEMA_DRIFT = "ANALYTICS_SCHEMA_DRIFT"
-ENV_ALLOWED_TOKEN_HOSTS = "ANALYTICS_ALLOWED_TOKEN_HOSTS"
-ENV_MAX_CONCURRENCY = "ANALYTICS_MAX_CONCURRENCY"
-ENV_DESTINATION = "ANALYTICS_DESTINATION"
-ENV_WRITER_POOL_LIMIT = "ANALYTICS_WRITER_POOL_LIMIT"
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-# dlt destinations a table can live in; DuckDB in a file is the embedded default. Credentials for
-# the others are read the way dlt reads them (DESTINATION__<NAME>__CREDENTIALS, .dlt/secrets.toml)
-# or given to the `warehouse` resource, e.g. as a Dagster EnvVar.
-DESTINATIONS = ("duckdb", "postgres", "motherduck", "snowflake", "bigquery")
-
-DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
-# A recent fixed day: a newcomer's first backfill stays small, and the partition set does not
-# shift under the UI every day as a date computed at import would.
-DEFAULT_PARTITIONS_START = "2026-11-01"
-SCHEMA_DRIFT_MODES = ("evolve", "freeze")
+ENV_PREFIX = "ANALYTICS_"
+DestinationName = Literal["duckdb", "postgres", "motherduck", "snowflake", "bigquery"]
 
 
 class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """The seed's error-handling policy: which statuses are retried, how often, how long to wait."""
+def launch_field(default: Any, **constraints: Any) -> Any:
+    """A tunable that a run's launch config may override, within the same bounds."""
+    return Field(default, json_schema_extra={"launch": True}, **constraints)
 
-    statuses: tuple[int, ...] = (429, 500, 502, 503, 504)
-    max_retries: int = 3
-    backoff_factor: float = 2.0
-    max_wait: float = 60.0  # caps both the exponential backoff and a server's Retry-After
-    timeout: float = 30.0
+
+def variable(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_base_url: Optional[str] = Field(
+        None, description="the API's base URL; `https://`, or `http://` only for 127.0.0.1/localhost "
+        "(default: the API config's `client.base_url`; the demo commands set it)")
+    token_url: Optional[str] = Field(
+        None, description="OAuth2 token endpoint (default: the API config's `auth.token_url`, else "
+        "`<base_url>/oauth/token`); must be on the API host unless listed in ANALYTICS_ALLOWED_TOKEN_HOSTS")
+    client_id: Optional[SecretStr] = Field(None, description="OAuth2 client id (default: dlt secret `client_id`)")
+    client_secret: Optional[SecretStr] = Field(
+        None, description="OAuth2 client secret (default: dlt secret `client_secret`)")
+    allowed_token_hosts: tuple[str, ...] = Field(
+        (), description="comma-separated hosts allowed for the token URL besides the API host")
+    destination: DestinationName = Field(
+        "duckdb", description="where the tables live: `duckdb`, `postgres`, `motherduck`, `snowflake` or "
+        "`bigquery` (read when the definitions load: it names the tables' kind and picks the writer pool)")
+    duckdb_path: Path = Field(
+        Path("data/warehouse.duckdb"), description="the DuckDB file (not `analytics.duckdb`: DuckDB names "
+        "the catalog after the file stem, and a catalog named like the schema makes `analytics.<table>` ambiguous)")
+    writer_pool_limit: Optional[int] = Field(
+        None, gt=0, description="steps writing the warehouse at once, set on the pool when it is first "
+        "created (default: the instance's pool limit); DuckDB needs 1")
+    partitions_start: date = Field(date(2026, 11, 1), description="first daily partition")
+    http_timeout: float = launch_field(30.0, gt=0, le=600, allow_inf_nan=False,
+                                       description="seconds to wait for a connection or for the next bytes of a response")
+    max_retries: int = launch_field(3, ge=0, le=10, description="retries after the first attempt")
+    backoff_factor: float = launch_field(2.0, gt=0, le=60, allow_inf_nan=False,
+                                         description="exponential backoff: waits of 2, 4, 8 s")
+    max_retry_wait: float = launch_field(60.0, gt=0, le=3600, allow_inf_nan=False,
+                                         description="cap on one wait, backoff or `Retry-After`")
+    token_refresh_margin: float = launch_field(
+        60.0, ge=0, le=3600, allow_inf_nan=False,
+        description="renew a token this many seconds before it expires (at most half its lifetime)")
+    max_concurrency: int = launch_field(
+        8, gt=0, le=64, description="page requests in flight in total once the API reports `total` (halved on "
+        "each 429, grown back by one); `1` pages strictly in turn")
+    schema_drift: Literal["evolve", "freeze"] = launch_field(
+        "evolve", description="`evolve`: undeclared fields become columns and are reported; `freeze`: they fail the run")
+
+    @field_validator("allowed_token_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(host.strip().lower() for host in value.split(",") if host.strip())
+        return tuple(host.lower() for host in value)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> "Settings":
+        """The settings of this process: `overrides` (a run's launch config), then the environment,
+        then the defaults. Raises SettingsError naming the variable of the first bad value."""
+        values: dict[str, Any] = {name: env[variable(name)] for name in cls.model_fields if env.get(variable(name))}
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            raise SettingsError(explain(error)) from None
 
     @property
     def max_attempts(self) -> int:
         return self.max_retries + 1
 
-
-@dataclass(frozen=True)
-class ApiSettings:
-    """Where the API lives and how to talk to it. Credentials may be absent until a run needs them."""
-
-    base_url: str
-    token_url: str
-    client_id: Optional[str] = field(default=None, repr=False)
-    client_secret: Optional[str] = field(default=None, repr=False)
-    retry: RetryPolicy = RetryPolicy()
-    token_refresh_margin: float = 60.0
-    schema_drift: str = "evolve"
-    allowed_token_hosts: tuple[str, ...] = ()
-    # Requests in flight while paging a window whose `total` is known; 1 pages strictly in turn.
-    max_concurrency: int = 8
-
-    def __post_init__(self) -> None:
-        check_url(self.base_url, ENV_BASE_URL)
-        check_url(self.token_url, ENV_TOKEN_URL)
-        token_host = urlsplit(self.token_url).hostname  # urlsplit lowercases host names
-        api_host = urlsplit(self.base_url).hostname
-        if token_host != api_host and token_host not in {h.lower() for h in self.allowed_token_hosts}:
-            raise SettingsError(
-                f"{ENV_TOKEN_URL} points at host {token_host!r}, not the API host {api_host!r}: "
-                "client credentials are only sent to the API's own host. If this identity "
-                f"provider is intended, list it in {ENV_ALLOWED_TOKEN_HOSTS}."
-            )
-        if self.schema_drift not in SCHEMA_DRIFT_MODES:
-            raise SettingsError(
-                f"{ENV_SCHEMA_DRIFT} must be one of {', '.join(SCHEMA_DRIFT_MODES)}; "
-                f"got {self.schema_drift!r}."
-            )
-
-    def with_credentials(self, client_id: str, client_secret: str) -> "ApiSettings":
-        return replace(self, client_id=client_id, client_secret=client_secret)
+    def secret(self, name: str) -> Optional[str]:
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
 
 
-def check_url(url: str, variable: str) -> str:
-    """Refuse URLs that would send credentials in clear text or are not URLs at all."""
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(
-            f"{variable} must be an http(s) URL such as https://api.example.com; got {url!r}."
-        )
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise SettingsError(
-            f"{variable}={url!r} uses plain http to a non-loopback host: client credentials and "
-            "tokens would travel in clear text. Use https (plain http is allowed only for "
-            "127.0.0.1/localhost, e.g. the bundled demo API)."
-        )
-    return url
+# How each kind of pydantic error reads, for a value given as text in a variable.
+_PROBLEMS = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "int_type": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "greater_than": "must be positive",
+    "greater_than_equal": "must be zero or more",
+    "less_than_equal": "must be at most {le}",
+    "date_from_datetime_parsing": "must be a date like 2026-11-01",
+    "date_parsing": "must be a date like 2026-11-01",
+    "literal_error": "must be one of {expected}",
+}
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def explain(error: ValidationError) -> str:
+    detail = error.errors()[0]
+    name = variable(str(detail["loc"][0])) if detail["loc"] else ENV_PREFIX + "*"
+    problem = _PROBLEMS.get(detail["type"], detail["msg"]).format(**detail.get("ctx", {}))
+    problem = problem.replace("'", "").replace(" or ", ", ") if detail["type"] == "literal_error" else problem
+    return f"{name} {problem}; got {detail['input']!r}."
 
 
-def default_token_url(base_url: str) -> str:
-    return base_url.rstrip("/") + "/oauth/token"
+def settings_table() -> str:
+    """The README's configuration table, rendered from the model."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "—" if default in (None, ()) else f"`{default}`"
+        launch = " Launch-time tunable." if (field.json_schema_extra or {}).get("launch") else ""
+        rows.append(f"| `{variable(name)}` | {shown} | {field.description}.{launch} |")
+    return "\n".join(rows)
 
 
-def _number(
-    env: Mapping[str, str], name: str, default: float, kind: type = float, allow_zero: bool = False
-) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a {'whole ' if kind is int else ''}number; got {raw!r}.")
-    if not math.isfinite(value):
-        raise SettingsError(f"{name} must be a finite number; got {raw!r}.")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise SettingsError(f"{name} must be {'zero or more' if allow_zero else 'positive'}; got {raw!r}.")
-    return value
-
-
-def retry_policy_from_env(env: Mapping[str, str] = os.environ) -> RetryPolicy:
-    return RetryPolicy(
-        max_retries=int(_number(env, ENV_MAX_RETRIES, RetryPolicy.max_retries, int, allow_zero=True)),
-        backoff_factor=_number(env, ENV_BACKOFF_FACTOR, RetryPolicy.backoff_factor),
-        max_wait=_number(env, ENV_MAX_RETRY_WAIT, RetryPolicy.max_wait),
-        timeout=_number(env, ENV_HTTP_TIMEOUT, RetryPolicy.timeout),
-    )
-
-
-def api_settings_from_env(env: Mapping[str, str] = os.environ) -> ApiSettings:
-    """Settings for a run. Raises SettingsError naming the variable when the API URL is unset."""
-    base_url = env.get(ENV_BASE_URL)
-    if not base_url:
-        raise SettingsError(
-            f"{ENV_BASE_URL} is not set: set it to the analytics API's base URL "
-            "(or run `analytics-assets demo`/`analytics-assets dev`, which start the bundled demo API)."
-        )
-    allowed = tuple(h.strip() for h in env.get(ENV_ALLOWED_TOKEN_HOSTS, "").split(",") if h.strip())
-    return ApiSettings(
-        base_url=base_url,
-        token_url=env.get(ENV_TOKEN_URL) or default_token_url(base_url),
-        client_id=env.get(ENV_CLIENT_ID) or None,
-        client_secret=env.get(ENV_CLIENT_SECRET) or None,
-        retry=retry_policy_from_env(env),
-        token_refresh_margin=_number(env, ENV_TOKEN_REFRESH_MARGIN, 60.0, allow_zero=True),
-        schema_drift=env.get(ENV_SCHEMA_DRIFT, "evolve"),
-        allowed_token_hosts=allowed,
-        max_concurrency=int(_number(env, ENV_MAX_CONCURRENCY, 8, int)),
-    )
-
-
-def duckdb_path_from_env(env: Mapping[str, str] = os.environ) -> Path:
-    return Path(env.get(ENV_DUCKDB_PATH) or DEFAULT_DUCKDB_PATH)
-
-
-def destination_from_env(env: Mapping[str, str] = os.environ) -> str:
-    return check_destination(env.get(ENV_DESTINATION) or "duckdb")
-
-
-def check_destination(name: str) -> str:
-    if name not in DESTINATIONS:
-        raise SettingsError(f"{ENV_DESTINATION} must be one of {', '.join(DESTINATIONS)}; got {name!r}.")
-    return name
-
-
-def writer_pool_limit_from_env(env: Mapping[str, str] = os.environ) -> Optional[int]:
-    """Steps writing to the warehouse at once; unset leaves the Dagster instance's pool limit."""
-    if env.get(ENV_WRITER_POOL_LIMIT) in (None, ""):
-        return None
-    return int(_number(env, ENV_WRITER_POOL_LIMIT, 1, int))
-
-
-def partitions_start_from_env(env: Mapping[str, str] = os.environ) -> str:
-    raw = env.get(ENV_PARTITIONS_START) or DEFAULT_PARTITIONS_START
-    try:
-        date.fromisoformat(raw)
-    except ValueError:
-        raise SettingsError(f"{ENV_PARTITIONS_START} must be a date like 2026-11-01; got {raw!r}.")
-    return raw
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,4 +1,4 @@
-"""Bundled demo analytics API: OAuth2 client credentials, offset paging, injectable faults."""
+"""Bundled demo analytics API: OAuth2 client credentials, paging, injectable faults and API shapes."""
 
 from .server import DemoApi, DemoApiConfig, Faults
 

@@ -7,7 +7,24 @@ import signal
 import threading
 from datetime import date
 
-from .server import DemoApi, DemoApiConfig
+from .server import CONFIG_CHOICES, DemoApi, DemoApiConfig
+
+# Shape switches exposed as flags, each named after its DemoApiConfig field.
+_CHOICE_FIELDS = (
+    "token_auth_method",
+    "window_format",
+    "timestamp_format",
+    "empty_page",
+    "pagination",
+    "rate_limit_headers",
+    "rate_limit_reset",
+)
+_SWITCH_FIELDS = ("ignore_window", "window_end_inclusive", "numbers_as_strings")
+_SHAPE_FIELDS = (*_CHOICE_FIELDS, *_SWITCH_FIELDS, "window_params", "rate_limit", "rate_limit_window")
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def _retry_after(value: str) -> int | str:
@@ -33,13 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fail-rate", type=float, default=0.0, help="probability that a page request fails")
     parser.add_argument("--retry-after", type=_retry_after, default=None, help="Retry-After sent with failures")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds both the data and the failures")
+    shape = parser.add_argument_group("API shape", "mimic a particular real API (defaults: the demo API's own shape)")
+    for field in _CHOICE_FIELDS:
+        choices = [choice for choice in CONFIG_CHOICES[field] if choice is not None]
+        shape.add_argument(_flag(field), choices=choices, default=getattr(defaults, field))
+    for field in _SWITCH_FIELDS:
+        shape.add_argument(_flag(field), action="store_true")
+    shape.add_argument("--window-params", nargs=2, metavar=("SINCE", "UNTIL"), default=defaults.window_params)
+    shape.add_argument("--rate-limit", type=float, default=None, help="requests per second on the resource path")
+    shape.add_argument("--rate-limit-window", type=float, default=defaults.rate_limit_window, help="seconds")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve until Ctrl-C; the printed credentials are demo values, not secrets."""
-    args = _parser().parse_args(argv)
-    config = DemoApiConfig(
+def _config(args: argparse.Namespace) -> DemoApiConfig:
+    shape = {field: getattr(args, field) for field in _SHAPE_FIELDS}
+    return DemoApiConfig(
         records=args.records,
         days=args.days,
         end_date=args.end_date,
@@ -50,8 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         page_cap=args.page_cap,
         port=args.port,
+        **{**shape, "window_params": tuple(args.window_params)},
     )
-    api = DemoApi(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C; the printed credentials are demo values, not secrets."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    config = _config(args)
+    try:
+        api = DemoApi(config)
+    except ValueError as exc:  # switches that contradict each other
+        parser.error(str(exc))
     if args.fail_rate:
         api.faults.set_rate(
             args.fail_rate, statuses=tuple(args.fail_status or (429, 503)), retry_after=args.retry_after, seed=args.seed

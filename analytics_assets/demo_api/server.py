@@ -2,7 +2,10 @@
 
 It lets the pipeline be demoed, tested and benchmarked without a real vendor:
 it serves deterministic data fast enough never to be the bottleneck, and it
-misbehaves on demand (``Faults``) the way real APIs do.
+misbehaves on demand (``Faults``) the way real APIs do. ``DemoApiConfig``'s
+shape switches (token endpoint, window parameters, paging style, record
+rendering, rate limits) make it answer like a particular real API instead;
+their defaults are the shape it always had.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import random
+import re
 import secrets
 import socket
 import struct
@@ -18,13 +23,15 @@ import sys
 import threading
 import time
 import traceback
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 from .records import Record, clone, format_timestamp, generate_records, parse_timestamp, paused_gc, timestamp_key
 
@@ -44,10 +51,20 @@ FAULT_KINDS = frozenset(
         "total_not_number",
         "repeat_page",
         "unauthorized",
+        "redirect",
+        "nested",
+        "many_keys",
+        "endless_body",
+        "drip",
+        "echo_credentials",
     }
 )
 MAINTENANCE_HTML = b"<html><body>Service maintenance</body></html>"
 DEFAULT_SLOW_SECONDS = 1.0
+DEFAULT_NEST_DEPTH = 1000
+DEFAULT_EXTRA_KEYS = 5000
+DEFAULT_DRIP_SECONDS = 5.0
+_ENDLESS_CHUNK_BYTES = 64 * 1024
 _STOP_JOIN_SECONDS = 5.0
 _WINDOW_CACHE_SIZE = 16
 _FRAGMENT_CACHE_SIZE = 250_000
@@ -69,8 +86,27 @@ class DemoApiConfig:
     latency_ms: float = 0.0  # added to every /v1/resource response
     page_cap: int | None = None
     include_total: bool = True
-    has_more: bool = False
+    has_more: bool = False  # offset paging only
+    total_bias: int = 0  # the reported `total` exceeds the records served by this many (a broken API)
     port: int = 0  # 0 -> ephemeral
+    # Shapes of real APIs, for testing clients against them; the defaults are the demo API as it always was.
+    token_auth_method: str = "any"  # "any" (body, else HTTP Basic), "client_secret_basic", "client_secret_post"
+    required_scope: str | None = None  # space-separated items the token request's scope must include
+    required_token_fields: dict[str, str] | None = None  # form fields the token request must carry, e.g. audience
+    expires_in_format: str = "int"  # "int", "string" or "missing"
+    token_type: str = "bearer"
+    window_params: tuple[str, str] = ("updated_since", "updated_until")
+    window_format: str = "iso8601"  # "iso8601", "epoch_seconds", "epoch_millis" or "date"
+    ignore_window: bool = False  # serve everything, like an API that ignores or misnames the window
+    window_end_inclusive: bool = False
+    timestamp_format: str = "z"  # created_at/updated_at as served: "z", "offset", "naive", "epoch_seconds", ...
+    numbers_as_strings: bool = False  # metric_value and event_count as JSON strings
+    empty_page: str = "json"  # a page with no records: "json", "204" or "empty_200"
+    pagination: str = "offset"  # "offset", "cursor", "json_link", "header_link" or "page_number"
+    rate_limit: float | None = None  # requests per second admitted on the resource path
+    rate_limit_window: float = 1.0  # seconds; quota per window = rate_limit * window, at least 1
+    rate_limit_headers: str | None = None  # None (429 + Retry-After only), "x" or "ietf"; resets in whole seconds
+    rate_limit_reset: str = "delta"  # "x" headers' reset: "delta" seconds (rounded up, >= 1) or Unix "epoch"
 
 
 class RequestLog(NamedTuple):
@@ -84,9 +120,26 @@ class RequestLog(NamedTuple):
 
 class _Response(NamedTuple):
     status: int
-    body: bytes
-    content_type: str = "application/json"
+    body: bytes | Iterator[bytes]  # an iterator is sent close-delimited, until it ends or the client leaves
+    content_type: str | None = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+
+
+class _PageRequest(NamedTuple):
+    """A page request in any paging style: records of the window from ``offset``, or after id ``after``."""
+
+    lo: str | None
+    hi: str | None
+    offset: int
+    size: int
+    after: int | None = None
+
+
+class _Slice(NamedTuple):
+    fragments: list[str]
+    total: int  # records in the whole window
+    offset: int  # position of the first one in the window
+    last_id: int | None
 
 
 def _json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> _Response:
@@ -95,6 +148,10 @@ def _json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ..
 
 def _invalid_token() -> _Response:
     return _json_response(401, {"error": "invalid_token"}, (("WWW-Authenticate", 'Bearer error="invalid_token"'),))
+
+
+def _oauth_error(status: int, error: str, description: str) -> _Response:
+    return _json_response(status, {"error": error, "error_description": description})
 
 
 def _json_default(value: Any) -> Any:
@@ -107,16 +164,149 @@ def _json_default(value: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_OFFSETS = (timezone(timedelta(hours=2)), timezone(timedelta(hours=-5)))  # for even ids, odd ids
+_record_id = itemgetter("id")
 
 
-def _page_body(data: str, total: str | None, has_more: bool | None, data_key: str = "data") -> bytes:
+def _iso(value: datetime, sep: str = "T") -> str:
+    return value.isoformat(sep, "microseconds" if value.microsecond else "seconds")
+
+
+def _epoch_parser(milliseconds_per_unit: int) -> Callable[[str], datetime]:
+    def parse(text: str) -> datetime:
+        if not re.fullmatch(r"-?[0-9]+", text):
+            raise ValueError(text)
+        try:
+            return _EPOCH + timedelta(milliseconds=int(text) * milliseconds_per_unit)
+        except OverflowError:
+            raise ValueError(text) from None
+
+    return parse
+
+
+def _parse_date(text: str) -> datetime:
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise ValueError(text)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# How the window parameters are parsed, and what the 400 says they must be.
+_WINDOW_FORMATS: dict[str, tuple[Callable[[str], datetime], str]] = {
+    "iso8601": (parse_timestamp, "an ISO 8601 timestamp or date"),
+    "epoch_seconds": (_epoch_parser(1000), "an integer number of seconds since the Unix epoch"),
+    "epoch_millis": (_epoch_parser(1), "an integer number of milliseconds since the Unix epoch"),
+    "date": (_parse_date, "a date as YYYY-MM-DD"),
+}
+# How served records render an instant, given the record's id; None leaves the stored Z string.
+_TIMESTAMP_FORMATS: dict[str, Callable[[datetime, int], Any] | None] = {
+    "z": None,
+    "offset": lambda t, record_id: _iso(t.astimezone(_OFFSETS[record_id % 2])),
+    "naive": lambda t, _: _iso(t.replace(tzinfo=None), " "),
+    "epoch_seconds": lambda t, _: (t - _EPOCH) // timedelta(seconds=1),
+    "epoch_millis": lambda t, _: (t - _EPOCH) // timedelta(milliseconds=1),
+}
+_EXPIRES_IN: dict[str, Callable[[int], Any] | None] = {"int": int, "string": str, "missing": None}
+_EMPTY_PAGES: dict[str, _Response | None] = {
+    "json": None,
+    "204": _Response(204, b"", content_type=None),
+    "empty_200": _Response(200, b""),
+}
+_RATE_HEADER_PREFIXES = {"x": "X-RateLimit-", "ietf": "RateLimit-"}
+PAGINATION_STYLES = ("offset", "cursor", "json_link", "header_link", "page_number")
+CONFIG_CHOICES: dict[str, tuple[str | None, ...]] = {
+    "token_auth_method": ("any", "client_secret_basic", "client_secret_post"),
+    "expires_in_format": tuple(_EXPIRES_IN),
+    "window_format": tuple(_WINDOW_FORMATS),
+    "timestamp_format": tuple(_TIMESTAMP_FORMATS),
+    "empty_page": tuple(_EMPTY_PAGES),
+    "pagination": PAGINATION_STYLES,
+    "rate_limit_headers": (None, *_RATE_HEADER_PREFIXES),
+    "rate_limit_reset": ("delta", "epoch"),
+}
+
+
+def _validated(config: DemoApiConfig) -> DemoApiConfig:
+    for field, allowed in CONFIG_CHOICES.items():
+        if getattr(config, field) not in allowed:
+            raise ValueError(f"{field} must be one of {allowed}, got {getattr(config, field)!r}")
+    if config.page_cap is not None and config.page_cap < 1:
+        raise ValueError("page_cap must be >= 1 or None")
+    if len(config.window_params) != 2:
+        raise ValueError("window_params must name two parameters: (since, until)")
+    if config.rate_limit is not None and not (config.rate_limit > 0 and config.rate_limit_window > 0):
+        raise ValueError("rate_limit and rate_limit_window must be > 0")
+    if config.rate_limit_headers is not None and config.rate_limit is None:
+        raise ValueError("rate_limit_headers needs rate_limit")
+    if config.rate_limit_reset == "epoch" and config.rate_limit_headers != "x":
+        raise ValueError("rate_limit_reset='epoch' applies to rate_limit_headers='x' only (IETF uses delta seconds)")
+    return config
+
+
+def _record_encoder(config: DemoApiConfig) -> Callable[[Record], str]:
+    """Encode a record as served. The default shape is the stored record itself, with no per-record work."""
+    render = _TIMESTAMP_FORMATS[config.timestamp_format]
+    converters: dict[str, Callable[[Any, Record], Any]] = {}
+    if render is not None:
+
+        def timestamp(value: Any, row: Record) -> Any:
+            if not isinstance(value, str):
+                return value
+            try:
+                return render(parse_timestamp(value), row["id"])
+            except (ValueError, OverflowError):
+                return value  # junk that tests inject is served as stored
+
+        converters.update(dict.fromkeys(("created_at", "updated_at"), timestamp))
+    if config.numbers_as_strings:
+
+        def number(value: Any, row: Record) -> Any:
+            return value if value is None or isinstance(value, str) else _ENCODER.encode(value)
+
+        converters.update(dict.fromkeys(("metric_value", "event_count"), number))
+    if not converters:
+        return _ENCODER.encode
+
+    def encode(row: Record) -> str:
+        return _ENCODER.encode({k: converters[k](v, row) if k in converters else v for k, v in row.items()})
+
+    return encode
+
+
+def _page_body(data: str, fields: Sequence[tuple[str, str]], data_key: str = "data") -> bytes:
+    """Glue a page from encoded parts: the cached record fragments are never decoded again."""
     parts = ['{"', data_key, '":', data]
-    if total is not None:
-        parts += [',"total":', total]
-    if has_more is not None:
-        parts += [',"has_more":', "true" if has_more else "false"]
+    for key, value in fields:
+        parts += [',"', key, '":', value]
     parts.append("}")
     return "".join(parts).encode()
+
+
+def _with_fields(fragment: str, fields: str) -> str:
+    """Add encoded ``,"key":value`` pairs to an encoded record, so huge values cost no recursion."""
+    return fragment[:-1] + fields + "}"
+
+
+def _nested(fragments: list[str], fault: _Fault) -> list[str]:
+    if not fragments:
+        return fragments
+    value = '{"a":' * fault.depth + "null" + "}" * fault.depth
+    return [_with_fields(fragments[0], ',"nested":' + value), *fragments[1:]]
+
+
+def _many_keys(fragments: list[str], fault: _Fault) -> list[str]:
+    n, keys = len(fragments), fault.keys
+    return [
+        _with_fields(fragment, "".join(f',"k_{k}":{k}' for k in range(i * keys // n, (i + 1) * keys // n)))
+        for i, fragment in enumerate(fragments)
+    ]
+
+
+def _endless(fragments: list[str]) -> Iterator[bytes]:
+    """``{"data": [`` and then records for ever: a body that never ends and never closes the array."""
+    unit = (",".join(fragments or ['{"id":1}']) + ",").encode()
+    chunk = unit * max(1, _ENDLESS_CHUNK_BYTES // len(unit))
+    return chain([b'{"data": ['], repeat(chunk))
 
 
 def _prepared(record: Mapping[str, Any]) -> Record:
@@ -146,8 +336,9 @@ class _Store:
     version and each record is encoded once until it changes.
     """
 
-    def __init__(self, rows: list[Record]) -> None:
+    def __init__(self, rows: list[Record], encode: Callable[[Record], str] = _ENCODER.encode) -> None:
         self._lock = threading.Lock()
+        self._encode = encode  # renders the served shape once per record, when its fragment is cached
         self.version = 0
         self._load(rows)
 
@@ -199,19 +390,22 @@ class _Store:
         with paused_gc():
             return [clone(row) for row in window]
 
-    def page(self, lo: str | None, hi: str | None, offset: int, size: int) -> tuple[list[str], int]:
+    def page(self, lo: str | None, hi: str | None, offset: int, size: int, after: int | None = None) -> _Slice:
         with self._lock:
             window = self._window(lo, hi)
-            fragments = self._fragments
+            if after is not None:  # keyset: resume after the last id served, whatever changed before it
+                offset = bisect_right(window, after, key=_record_id)
+            rows = window[offset : offset + size]
+            fragments, encode = self._fragments, self._encode
             out = []
-            for row in window[offset : offset + size]:
+            for row in rows:
                 fragment = fragments.get(row["id"])
                 if fragment is None:
                     if len(fragments) >= _FRAGMENT_CACHE_SIZE:  # bounds memory for huge stores
                         fragments.clear()
-                    fragment = fragments[row["id"]] = _ENCODER.encode(row)
+                    fragment = fragments[row["id"]] = encode(row)
                 out.append(fragment)
-            return out, len(window)
+            return _Slice(out, len(window), offset, rows[-1]["id"] if rows else None)
 
     def update(self, record_id: int, fields: Mapping[str, Any]) -> None:
         if "id" in fields and fields["id"] != record_id:
@@ -278,6 +472,34 @@ class _Fault(NamedTuple):
     kind: str
     status: int | None = None
     retry_after: RetryAfter = None
+    location: str | None = None  # redirect
+    depth: int = DEFAULT_NEST_DEPTH  # nested
+    keys: int = DEFAULT_EXTRA_KEYS  # many_keys
+    interval: float = DEFAULT_DRIP_SECONDS  # drip
+
+
+class _Limiter:
+    """Fixed windows of ``window`` seconds, each opened by the first request after the previous one closed.
+
+    Anchoring windows on requests rather than on the wall clock makes the quota
+    of a burst exact wherever it starts, which is what tests can assert on.
+    """
+
+    def __init__(self, quota: int, window: float) -> None:
+        self.quota = quota
+        self._window = window
+        self._lock = threading.Lock()
+        self._used = 0
+        self._resets_at = -math.inf
+
+    def take(self, now: float) -> tuple[bool, int, float]:
+        """(admitted, requests left in the window, seconds until it resets) for a request arriving ``now``."""
+        with self._lock:
+            if now >= self._resets_at:
+                self._resets_at, self._used = now + self._window, 0
+            admitted = self._used < self.quota
+            self._used += admitted
+            return admitted, self.quota - self._used, self._resets_at - now
 
 
 @dataclass
@@ -321,18 +543,29 @@ class Faults:
         status: int | None = None,
         retry_after: RetryAfter = None,
         after: int = 0,
+        location: str | None = None,
+        depth: int = DEFAULT_NEST_DEPTH,
+        keys: int = DEFAULT_EXTRA_KEYS,
+        interval: float = DEFAULT_DRIP_SECONDS,
     ) -> None:
         """Fault the next ``times`` requests to ``path`` once ``after`` of them went by.
 
         Entries fire in the order queued; a request faulted by one entry still
-        counts towards the ``after`` of the others.
+        counts towards the ``after`` of the others. The other options belong to
+        one kind each: ``location`` to redirect, ``depth`` to nested, ``keys``
+        to many_keys, ``interval`` (seconds per byte) to drip.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if times < 1 or after < 0:
             raise ValueError("times must be >= 1 and after >= 0")
+        if kind == "redirect" and not location:
+            raise ValueError("a redirect needs a location")
+        if depth < 1 or keys < 1 or interval < 0:
+            raise ValueError("depth and keys must be >= 1 and interval >= 0")
+        fault = _Fault(kind, status, retry_after, location, depth, keys, interval)
         with self._lock:
-            self._queued.append(_Queued(_Fault(kind, status, retry_after), path, times, after))
+            self._queued.append(_Queued(fault, path, times, after))
 
     def set_rate(
         self,
@@ -412,8 +645,9 @@ class Faults:
         if not self._stopping.is_set():
             event.wait()
 
-    def _sleep(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
+    def _sleep(self, seconds: float) -> bool:
+        """Wait unless the server stops first; True when it does."""
+        return self._stopping.wait(seconds)
 
 
 class _Server(ThreadingHTTPServer):
@@ -473,8 +707,10 @@ class _Handler(BaseHTTPRequestHandler):
         query = _last_values(url.query)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        fault = api.faults._take(path)
-        if path == RESOURCE_PATH and api.config.latency_ms > 0:
+        # The limiter stands in front, like a gateway: what it refuses never reaches faults or latency.
+        limited, limit_headers = api._admit(path)
+        fault = None if limited else api.faults._take(path)
+        if not limited and path == RESOURCE_PATH and api.config.latency_ms > 0:
             api.faults._sleep(api.config.latency_ms / 1000)
         kind = fault.kind if fault else None
         if kind in ("reset", "hang"):
@@ -489,27 +725,58 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             api.faults._sleep(DEFAULT_SLOW_SECONDS if fault.retry_after is None else float(fault.retry_after))
         try:
-            response = api._fault_response(fault, path, query) if fault else None
+            response = limited
+            if response is None and fault is not None:
+                response = api._fault_response(fault, path, query, self.headers, body)
             if response is None:
                 response = api._respond(method, path, query, self.headers, body)
         except Exception:  # e.g. a failing on_page callback: answer, keep serving
             traceback.print_exc()
             response = _json_response(500, {"error": "internal"})
+        if limit_headers:
+            response = response._replace(headers=response.headers + limit_headers)
         api._log(method, path, query, response.status)
-        self._send(response, truncate=kind == "close_mid_body")
+        self._send(response, fault)
 
-    def _send(self, response: _Response, truncate: bool = False) -> None:
+    def _send(self, response: _Response, fault: _Fault | None = None) -> None:
         body = response.body
         self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if response.content_type is not None:
+            self.send_header("Content-Type", response.content_type)
+        if not isinstance(body, bytes):
+            self.send_header("Connection", "close")  # the body ends when the connection does
+        elif response.status != 204:  # a 204 must not carry a Content-Length (RFC 9110 §8.6)
+            self.send_header("Content-Length", str(len(body)))
         for name, value in response.headers:
             self.send_header(name, value)
         self.end_headers()
-        if truncate:
-            body = body[: len(body) // 2]
+        kind = fault.kind if fault else None
+        if not isinstance(body, bytes):
+            self._trickle(body)
+        elif fault is not None and kind == "drip":
+            self._trickle((body[i : i + 1] for i in range(len(body))), fault.interval)
+        elif kind == "close_mid_body":
             self.close_connection = True
-        self.wfile.write(body)
+            self.wfile.write(body[: len(body) // 2])
+        else:
+            self.wfile.write(body)
+
+    def _trickle(self, pieces: Iterable[bytes], pause: float = 0.0) -> None:
+        """Write pieces ``pause`` seconds apart until done, the client hangs up or the server stops.
+
+        Writes block while the client does not read, so an endless body costs no
+        CPU; stop() shuts the socket down, which fails a blocked write at once.
+        """
+        try:
+            for i, piece in enumerate(pieces):
+                if self.server.api.faults._sleep(pause if i else 0):
+                    break
+                self.wfile.write(piece)
+            else:
+                return
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client hung up: routine for these faults
+        self.close_connection = True
 
 
 def _last_values(encoded: str) -> dict[str, str]:
@@ -528,10 +795,15 @@ def _bearer(header: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
+def _is_basic(header: str | None) -> bool:
+    return (header or "").partition(" ")[0].lower() == "basic"
+
+
 def _basic(header: str | None) -> tuple[str, str] | None:
-    scheme, _, encoded = (header or "").partition(" ")
-    if scheme.lower() != "basic":
+    """The raw ``id:secret`` pair; RFC 6749 §2.3.1 form-encodes both first, which callers undo when they expect it."""
+    if not _is_basic(header):
         return None
+    encoded = (header or "").partition(" ")[2]
     try:
         client_id, sep, secret = base64.b64decode(encoded.strip()).decode().partition(":")
     except ValueError:
@@ -551,13 +823,36 @@ def _int_param(query: Mapping[str, str], name: str, default: int, minimum: int) 
     return value
 
 
-def _time_param(query: Mapping[str, str], name: str) -> str | None:
+def _time_param(query: Mapping[str, str], name: str, window_format: str = "iso8601") -> str | None:
     if name not in query:
         return None
+    parse, expected = _WINDOW_FORMATS[window_format]
     try:
-        return timestamp_key(parse_timestamp(query[name]))
+        return timestamp_key(parse(query[name]))
     except ValueError:
-        raise ValueError(f"{name} must be an ISO 8601 timestamp or date") from None
+        raise ValueError(f"{name} must be {expected}") from None
+
+
+def _cursor(last_id: int) -> str:
+    """Opaque to clients, but simply the last id served: base64url without padding."""
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+def _cursor_param(query: Mapping[str, str]) -> int | None:
+    if "cursor" not in query:
+        return None
+    text = query["cursor"]
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        if not re.fullmatch(r"-?[0-9]+", decoded):
+            raise ValueError(decoded)
+    except ValueError:  # binascii.Error and UnicodeDecodeError included
+        raise ValueError("cursor is invalid") from None
+    return int(decoded)
+
+
+def _link_headers(response: _Response) -> tuple[tuple[str, str], ...]:
+    return tuple(header for header in response.headers if header[0] == "Link")
 
 
 def _retry_after_header(value: RetryAfter) -> tuple[tuple[str, str], ...]:
@@ -576,21 +871,28 @@ class DemoApi:
     """
 
     def __init__(self, config: DemoApiConfig | None = None) -> None:
-        config = dataclasses.replace(config or DemoApiConfig())
+        config = _validated(dataclasses.replace(config or DemoApiConfig()))
         if config.end_date is None:
             config.end_date = datetime.now(UTC).date()
-        if config.page_cap is not None and config.page_cap < 1:
-            raise ValueError("page_cap must be >= 1 or None")
         self._config = config
         self.faults = Faults()
-        self._store = _Store(generate_records(config.records, config.days, config.end_date, config.seed))
+        rows = generate_records(config.records, config.days, config.end_date, config.seed)
+        self._store = _Store(rows, _record_encoder(config))
         self._tokens = _Tokens()
+        self._limiter = (
+            None
+            if config.rate_limit is None
+            else _Limiter(max(1, int(config.rate_limit * config.rate_limit_window)), config.rate_limit_window)
+        )
         self._stats_lock = threading.Lock()
         self._requests: list[RequestLog] = []
+        self._request_times: list[float] = []
+        self._rate_limited = 0
         self._in_flight_now = 0
         self.max_in_flight = 0  # most requests served at once: shows whether a client pages concurrently
-        self._last_success: dict[str, bytes] = {}
+        self._last_success: dict[str, _Response] = {}
         self._server: _Server | None = None
+        self._origin = ""  # set once bound; next-page links are built from it even while stopping
         self._thread: threading.Thread | None = None
         self._connections: dict[socket.socket, threading.Thread] = {}
 
@@ -610,6 +912,7 @@ class DemoApi:
         server = _Server(("127.0.0.1", self._config.port), _Handler)
         server.api = self
         self._server = server
+        self._origin = f"http://127.0.0.1:{server.server_address[1]}"
         # A short poll interval keeps stop() fast, which matters for test suites.
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-api", daemon=True
@@ -654,7 +957,7 @@ class DemoApi:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("DemoApi is not running; use it as a context manager or call start()")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._origin
 
     @property
     def token_url(self) -> str:
@@ -725,9 +1028,23 @@ class DemoApi:
                 if (path is None or entry.path == path) and (status is None or entry.status == status)
             )
 
+    @property
+    def request_times(self) -> list[float]:
+        """Snapshot of the ``time.monotonic()`` at which each resource request arrived, rate-limited ones included."""
+        with self._stats_lock:
+            return list(self._request_times)
+
+    @property
+    def rate_limited(self) -> int:
+        """How many 429s the rate limiter sent (injected 429 faults are not counted)."""
+        with self._stats_lock:
+            return self._rate_limited
+
     def reset_stats(self) -> None:
         with self._stats_lock:
             self._requests.clear()
+            self._request_times.clear()
+            self._rate_limited = 0
             self.max_in_flight = self._in_flight_now
 
     def _in_flight(self, change: int) -> None:
@@ -739,6 +1056,33 @@ class DemoApi:
         with self._stats_lock:
             self._requests.append(RequestLog(method, path, query, status))
 
+    def _admit(self, path: str) -> tuple[_Response | None, tuple[tuple[str, str], ...]]:
+        """Note a resource request's arrival and pass it through the limiter.
+
+        Returns the 429 to send instead (None when admitted) and the rate limit
+        headers every resource response carries.
+        """
+        if path != RESOURCE_PATH:
+            return None, ()
+        now = time.monotonic()
+        with self._stats_lock:
+            self._request_times.append(now)
+        if self._limiter is None:
+            return None, ()
+        admitted, remaining, reset = self._limiter.take(now)
+        seconds = max(1, math.ceil(reset))  # whole seconds, rounded up so a client never retries too early
+        headers: tuple[tuple[str, str], ...] = ()
+        prefix = _RATE_HEADER_PREFIXES.get(self._config.rate_limit_headers or "")
+        if prefix is not None:
+            reset_value = math.ceil(time.time() + reset) if self._config.rate_limit_reset == "epoch" else seconds
+            values = {"Limit": self._limiter.quota, "Remaining": remaining, "Reset": reset_value}
+            headers = tuple((prefix + name, str(value)) for name, value in values.items())
+        if admitted:
+            return None, headers
+        with self._stats_lock:
+            self._rate_limited += 1
+        return _json_response(429, {"error": "rate_limited"}, _retry_after_header(seconds)), headers
+
     # -- responses ---------------------------------------------------------
 
     def _respond(
@@ -749,70 +1093,146 @@ class DemoApi:
         if method != ("POST" if path == TOKEN_PATH else "GET"):
             return _json_response(405, {"error": "method_not_allowed"})
         response = self._token(headers, body) if path == TOKEN_PATH else self._resource(headers, query)
-        if response.status == 200:
-            self._last_success[path] = response.body
+        if response.status == 200:  # what repeat_page replays: the body, and the link to the same next page
+            self._last_success[path] = _Response(200, response.body, headers=_link_headers(response))
         return response
 
     def _token(self, headers: Mapping[str, str], body: bytes) -> _Response:
+        config = self._config
         form = _last_values(body.decode("utf-8", "replace"))
         if form.get("grant_type") != "client_credentials":
             return _json_response(400, {"error": "unsupported_grant_type"})
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        if client_id is None or client_secret is None:
-            client_id, client_secret = _basic(headers.get("Authorization")) or (None, None)
-        if not (
-            client_id is not None
-            and client_secret is not None
-            and secrets.compare_digest(client_id.encode(), self._config.client_id.encode())
-            and secrets.compare_digest(client_secret.encode(), self._config.client_secret.encode())
-        ):
+        authorization = headers.get("Authorization")
+        if config.token_auth_method == "client_secret_basic" and "client_secret" in form:
+            return _oauth_error(401, "invalid_client", "client authentication must use HTTP Basic")
+        if config.token_auth_method == "client_secret_post" and _is_basic(authorization):
+            return _oauth_error(401, "invalid_client", "client credentials must be sent in the request body")
+        if not any(self._is_client(*pair) for pair in self._credentials(form, _basic(authorization))):
             return _json_response(401, {"error": "invalid_client"})
-        lifetime = int(self._config.token_lifetime)
+        for name, expected in (config.required_token_fields or {}).items():
+            if name not in form:
+                return _oauth_error(400, "invalid_request", f"{name} is required")
+            if form[name] != expected:
+                return _oauth_error(400, "invalid_request", f"{name} has the wrong value")
+        required = (config.required_scope or "").split()
+        if not set(required) <= set(form.get("scope", "").split()):
+            return _oauth_error(400, "invalid_scope", f"scope must include {' '.join(required)}")
+        lifetime = int(config.token_lifetime)
         token = self._tokens.issue(lifetime)
-        payload = {"access_token": token, "token_type": "bearer", "expires_in": lifetime}
+        payload: dict[str, Any] = {"access_token": token, "token_type": config.token_type}
+        expires_in = _EXPIRES_IN[config.expires_in_format]
+        if expires_in is not None:
+            payload["expires_in"] = expires_in(lifetime)
         return _json_response(200, payload, headers=(("Cache-Control", "no-store"),))
+
+    def _credentials(self, form: Mapping[str, str], basic: tuple[str, str] | None) -> list[tuple[str, str]]:
+        """The (id, secret) readings of a token request that the configured auth method accepts."""
+        method = self._config.token_auth_method
+        posted = None
+        if "client_id" in form and "client_secret" in form:
+            posted = (form["client_id"], form["client_secret"])
+        if method == "client_secret_post" or (method == "any" and posted):
+            return [posted] if posted else []
+        if basic is None:
+            return []
+        decoded = (unquote_plus(basic[0]), unquote_plus(basic[1]))
+        # Many clients send the raw pair, spec-following ones form-encode it: "any" takes both.
+        return [decoded] if method == "client_secret_basic" else [basic, decoded]
+
+    def _is_client(self, client_id: str, client_secret: str) -> bool:
+        pairs = ((client_id, self._config.client_id), (client_secret, self._config.client_secret))
+        return all(secrets.compare_digest(given.encode(), known.encode()) for given, known in pairs)
 
     def _resource(self, headers: Mapping[str, str], query: Mapping[str, str]) -> _Response:
         if not self._tokens.valid(_bearer(headers.get("Authorization"))):
             return _invalid_token()
         try:
-            lo, hi, offset, size = self._page_query(query)
+            request = self._page_request(query)
         except ValueError as exc:
             return _json_response(400, {"error": "invalid_request", "message": str(exc)})
         for callback in self.faults._due_page_hooks():
             callback(self)
-        fragments, total = self._store.page(lo, hi, offset, size)
-        return _Response(200, self._page(fragments, total, offset))
+        page = self._slice(request)
+        empty = _EMPTY_PAGES[self._config.empty_page]
+        if empty is not None and not page.fragments:
+            return empty
+        return self._page(query, request, page)
 
-    def _page_query(self, query: Mapping[str, str]) -> tuple[str | None, str | None, int, int]:
-        offset = _int_param(query, "offset", 0, minimum=0)
-        limit = _int_param(query, "limit", 100, minimum=1)
-        cap = self._config.page_cap
-        size = limit if cap is None else min(limit, cap)
-        return _time_param(query, "updated_since"), _time_param(query, "updated_until"), offset, size
+    def _page_request(self, query: Mapping[str, str]) -> _PageRequest:
+        """Parse the paging and window parameters of the configured style; ValueError means a 400."""
+        config = self._config
+        style = config.pagination
+        offset, after = 0, None
+        if style == "offset":
+            offset = _int_param(query, "offset", 0, minimum=0)
+        elif style != "page_number":
+            after = _cursor_param(query)
+        size = _int_param(query, "page_size" if style == "page_number" else "limit", 100, minimum=1)
+        if config.page_cap is not None:
+            size = min(size, config.page_cap)
+        if style == "page_number":
+            offset = (_int_param(query, "page", 1, minimum=1) - 1) * size
+        if config.ignore_window:  # such an API does not even look at the parameters, let alone reject them
+            return _PageRequest(None, None, offset, size, after)
+        lo, hi = (_time_param(query, name, config.window_format) for name in config.window_params)
+        if hi is not None and config.window_end_inclusive:
+            hi += "\x00"  # keys never hold NUL, so `key < hi + NUL` is exactly `key <= hi`
+        return _PageRequest(lo, hi, offset, size, after)
+
+    def _slice(self, request: _PageRequest) -> _Slice:
+        # Offset pages keep the store's four-argument call: reliability tests wrap it to reorder pages.
+        keyset = {} if request.after is None else {"after": request.after}
+        return self._store.page(request.lo, request.hi, request.offset, request.size, **keyset)
 
     def _page(
         self,
-        fragments: list[str],
-        total: int,
-        offset: int,
+        query: Mapping[str, str],
+        request: _PageRequest,
+        page: _Slice,
         *,
         data: str | None = None,
         data_key: str = "data",
         total_json: str | None = None,
-    ) -> bytes:
-        if total_json is None and self._config.include_total:
-            total_json = str(total)
-        has_more = offset + len(fragments) < total if self._config.has_more else None
-        return _page_body(data or "[" + ",".join(fragments) + "]", total_json, has_more, data_key)
+    ) -> _Response:
+        config = self._config
+        if total_json is None and config.include_total:
+            total_json = str(page.total + config.total_bias)
+        fields = [] if total_json is None else [("total", total_json)]
+        headers: tuple[tuple[str, str], ...] = ()
+        more = page.offset + len(page.fragments) < page.total
+        style = config.pagination
+        if style == "offset":
+            if config.has_more:
+                fields.append(("has_more", "true" if more else "false"))
+        elif style == "page_number":
+            fields.append(("total_pages", str(-(-page.total // request.size))))
+        else:  # keyset styles: where the next page starts, as a cursor or as a link carrying it
+            cursor = _cursor(page.last_id) if more and page.last_id is not None else None
+            link = cursor and f"{self._origin}{RESOURCE_PATH}?{urlencode({**query, 'cursor': cursor})}"
+            if style == "cursor":
+                fields.append(("next_cursor", json.dumps(cursor)))
+            elif style == "json_link":
+                fields.append(("next", json.dumps(link)))
+            elif link:
+                headers = (("Link", f'<{link}>; rel="next"'),)
+        body = _page_body(data or "[" + ",".join(page.fragments) + "]", fields, data_key)
+        return _Response(200, body, headers=headers)
 
-    def _fault_response(self, fault: _Fault, path: str, query: Mapping[str, str]) -> _Response | None:
+    def _fault_response(
+        self, fault: _Fault, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> _Response | None:
         """The response a fault dictates, or None when the normal one should go out."""
         kind = fault.kind
-        if kind in ("slow", "close_mid_body"):
+        if kind in ("slow", "close_mid_body", "drip"):
             return None  # they alter timing or transport, not the response
         if kind == "status":
             return _json_response(fault.status or 503, {"error": "injected"}, _retry_after_header(fault.retry_after))
+        if kind == "redirect":
+            return _json_response(fault.status or 307, {}, (("Location", fault.location or "/"),))
+        if kind == "echo_credentials":  # a careless identity provider, leaking what it was sent
+            echoed = {"body": body.decode("utf-8", "replace"), "authorization": headers.get("Authorization")}
+            payload = {"error": "invalid_client", "error_description": "bad client", "request": echoed}
+            return _json_response(401, payload)
         if kind == "invalid_json":
             return _Response(200, b'{"data": [')
         if kind == "html":
@@ -820,19 +1240,20 @@ class DemoApi:
         if kind == "unauthorized":
             return _json_response(401, {"error": "invalid_client"}) if path == TOKEN_PATH else _invalid_token()
         if kind == "repeat_page":
-            previous = self._last_success.get(path)
-            return None if previous is None else _Response(200, previous)
+            return self._last_success.get(path)
         # The remaining kinds distort a real page, whatever the token says.
         try:
-            lo, hi, offset, size = self._page_query(query)
+            request = self._page_request(query)
         except ValueError:
-            lo, hi, offset, size = None, None, 0, 100
-        fragments, total = self._store.page(lo, hi, offset, size)
+            request = _PageRequest(None, None, 0, 100)
+        page = self._slice(request)
+        if kind == "endless_body":
+            return _Response(200, _endless(page.fragments))
         if kind == "missing_data":
-            body = self._page(fragments, total, offset, data_key="items", total_json=str(total))
-        elif kind == "data_not_list":
-            body = self._page(fragments, total, offset, data='{"id":1}', total_json=str(total))
-        else:  # total_not_number
-            body = self._page(fragments, total, offset, total_json='"many"')
-        return _Response(200, body)
-
+            return self._page(query, request, page, data_key="items", total_json=str(page.total))
+        if kind == "data_not_list":
+            return self._page(query, request, page, data='{"id":1}', total_json=str(page.total))
+        if kind == "total_not_number":
+            return self._page(query, request, page, total_json='"many"')
+        distort = _nested if kind == "nested" else _many_keys
+        return self._page(query, request, page._replace(fragments=distort(page.fragments, fault)))

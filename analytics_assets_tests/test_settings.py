@@ -1,0 +1,53 @@
+"""The settings model: one definition per setting, errors that name the variable, the README in step."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from analytics_assets.defs.resources import AnalyticsApiResource
+from analytics_assets.settings import Settings, SettingsError, settings_table, variable
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_configuration_table_is_the_model():
+    """Rendered from `Settings`: a setting added, renamed or re-described without the README fails here."""
+    assert settings_table() in README.read_text(), (
+        "README's configuration table differs from the settings model; paste the output of "
+        "`python -m analytics_assets.settings` into the README")
+
+
+def test_every_variable_is_named_after_its_field():
+    names = re.findall(r"`(ANALYTICS_[A-Z_]+)`", settings_table())
+    assert names == [variable(name) for name in Settings.model_fields]
+
+
+def test_launch_tunables_are_derived_with_their_bounds():
+    launch = {name for name, field in Settings.model_fields.items() if (field.json_schema_extra or {}).get("launch")}
+    assert set(AnalyticsApiResource.model_fields) == launch
+    assert not launch & {"api_base_url", "token_url", "client_id", "client_secret", "allowed_token_hosts",
+                         "duckdb_path", "destination"}, "where credentials and data go is the deployment's"
+    assert AnalyticsApiResource(max_retries=5).settings().max_retries == 5
+    with pytest.raises(Exception, match="less than or equal to 10"):
+        AnalyticsApiResource(max_retries=50)
+
+
+def test_launch_value_wins_over_the_environment_which_wins_over_the_default(monkeypatch):
+    monkeypatch.setenv("ANALYTICS_MAX_CONCURRENCY", "3")
+    monkeypatch.setenv("ANALYTICS_HTTP_TIMEOUT", "7")
+    settings = AnalyticsApiResource(max_concurrency=2).settings()
+    assert (settings.max_concurrency, settings.http_timeout, settings.max_retries) == (2, 7.0, 3)
+
+
+def test_secrets_do_not_show_in_repr():
+    settings = Settings(client_id="id-123", client_secret="s3cr3t-xyz")
+    assert "s3cr3t-xyz" not in repr(settings) and "s3cr3t-xyz" not in str(settings)
+    assert settings.secret("client_secret") == "s3cr3t-xyz"
+
+
+def test_only_reads_the_named_variables():
+    env = {"ANALYTICS_MAX_RETRIES": "-1", "ANALYTICS_DESTINATION": "postgres"}
+    assert Settings.from_env(env, only=("destination",)).destination == "postgres"
+    with pytest.raises(SettingsError, match="ANALYTICS_MAX_RETRIES must be zero or more; got '-1'"):
+        Settings.from_env(env)
