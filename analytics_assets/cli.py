@@ -12,10 +12,20 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import astuple
 from pathlib import Path
 from typing import Optional
 
-from .settings import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET
+from dagster import DagsterInstance
+
+from .api.definition import Window
+from .definitions import build_defs
+from .defs.jobs import JOB_NAME
+from .defs.resources import WarehouseResource
+from .demo_api import DemoApi, DemoApiConfig
+from .settings import Settings, variable
+from .warehouse.pool import create_pool
+from .warehouse.sql import DESTINATIONS, location
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECORDS = 5000
@@ -30,38 +40,29 @@ def _dagster_home() -> Path:
     if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
         shutil.copyfile(PROJECT_ROOT / "dagster.yaml", config)
     os.environ["DAGSTER_HOME"] = str(home)
-    from dagster import DagsterInstance
-
-    from .pool import prepare_pool, writer_pool, writer_pool_limit
-    from .settings import destination_from_env, writer_pool_limit_from_env
-
-    destination = destination_from_env()
+    settings = Settings.from_env()
+    destination = DESTINATIONS[settings.destination]
     with DagsterInstance.get() as instance:
-        prepare_pool(instance, writer_pool(destination), writer_pool_limit(destination, writer_pool_limit_from_env()))
+        create_pool(instance, destination.pool, settings.writer_pool_limit or (1 if destination.single_writer else None))
     return home
 
 
-def _point_at(api) -> None:  # noqa: ANN001 - a running DemoApi
-    os.environ[ENV_BASE_URL] = api.base_url
-    os.environ[ENV_CLIENT_ID] = api.config.client_id
-    os.environ[ENV_CLIENT_SECRET] = api.config.client_secret
+def _point_at(api: DemoApi) -> None:
+    os.environ[variable("api_base_url")] = api.base_url
+    os.environ[variable("client_id")] = api.config.client_id
+    os.environ[variable("client_secret")] = api.config.client_secret
 
 
 def demo(days: int, records: int) -> int:
-    from dagster import DagsterInstance
-
-    from .demo_api import DemoApi, DemoApiConfig
-
     _dagster_home()
     with DemoApi(DemoApiConfig(records=records, days=DEMO_DAYS)) as api:
         _point_at(api)
-        from .definitions import analytics_job, defs, partitions_def
-
-        keys = partitions_def.get_partition_keys()[-days:]
+        defs = build_defs()
+        keys = defs.resolve_job_def(JOB_NAME).partitions_def.get_partition_keys()[-days:]
         print(f"Demo API on {api.base_url} ({records} records over {DEMO_DAYS} days); "
               f"materializing {keys[0]} .. {keys[-1]} as one run")
         with DagsterInstance.get() as instance:
-            result = defs.resolve_job_def(analytics_job.name).execute_in_process(
+            result = defs.resolve_job_def(JOB_NAME).execute_in_process(
                 instance=instance,
                 tags={
                     "dagster/asset_partition_range_start": keys[0],
@@ -73,32 +74,23 @@ def demo(days: int, records: int) -> int:
     return 0 if result.success else 1
 
 
-def _report(result, keys: list[str], api) -> None:  # noqa: ANN001
-    from .partitions import day_window
-    from .resources import WarehouseResource
-    from .warehouse import describe
-
+def _report(result, keys: list[str], api: DemoApi) -> None:  # noqa: ANN001 - a run's result
     warehouse = WarehouseResource()
-    table = warehouse.table("resource_name")
     print(f"\nRun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
     with warehouse.sql(result.run_id) as sql:
+        table = sql.table("resource_name")
         if sql.has_table(table):
-            print(f"Landed in {describe(warehouse.pipeline(result.run_id))} (table {table}):")
+            print(f"Landed in {location(warehouse.pipeline(result.run_id))} (table {table}):")
+            rows = sql.rows_per_day(table, "updated_at", Window.of_days(keys[0], keys[-1]))
             for key in keys:
-                window = day_window(key)
-                rows = sql.rows(
-                    f"SELECT count(*) FROM {table} WHERE updated_at >= %s AND updated_at < %s", window.start, window.end
-                )[0][0]
-                served = len(api.records_in_window(window.start, window.end))
-                print(f"  {key}: {rows} rows (the API holds {served})")
+                served = len(api.records_in_window(*astuple(Window.of_days(key))))
+                print(f"  {key}: {rows.get(key, 0)} rows (the API holds {served})")
     for check in result.get_asset_check_evaluations():
         print(f"  check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
     print("Browse it: `analytics-assets dev`, then open http://127.0.0.1:3000")
 
 
 def dev(port: int) -> int:
-    from .demo_api import DemoApi, DemoApiConfig
-
     _dagster_home()
     with DemoApi(DemoApiConfig(records=DEMO_RECORDS, days=DEMO_DAYS)) as api:
         _point_at(api)

@@ -1,52 +1,53 @@
-"""The code location: everything assembled in one place. Importing it reads no secret, opens no
-connection and writes no file; runs resolve credentials and paths from their resources.
+"""The code location: everything assembled in one place.
 
-The destination ($ANALYTICS_DESTINATION, default duckdb) is read when the definitions are built:
-it names the tables' kind in the UI and picks the writer pool.
+Importing this module reads nothing, opens no connection and writes no file. Dagster loads the
+definitions (`defs`, a lazy `@definitions` function) when it loads the code location; that reads the
+deployment's settings once: the destination (it names the tables' kind and picks the writer pool),
+the first partition, and the API definition (one table, asset and set of checks per resource).
+Runs resolve credentials and paths at run time, from the same environment.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, definitions, in_process_executor
 
-from .api_config import resource_names
-from .assets import DESCRIPTION_SETTINGS, AnalyticsDltResource, build_table_assets, endpoint_specs
-from .checks import build_checks
-from .jobs import build_daily_schedule, build_job
-from .models import build_summary_asset
-from .partitions import daily_partitions
-from .resources import AnalyticsApiResource, WarehouseResource
-from .settings import destination_from_env
+from .api.definition import built_in_definition
+from .defs.assets import AnalyticsDltResource, build_table_assets, daily_partitions, endpoint_specs
+from .defs.checks import build_checks
+from .defs.jobs import build_daily_schedule, build_job
+from .defs.models import build_summary_asset
+from .defs.resources import AnalyticsApiResource, WarehouseResource
+from .settings import Settings
+from .warehouse.sql import DESTINATIONS
 
-
-partitions_def = daily_partitions()
-analytics_job = build_job(partitions_def)
+DEFINITION_SETTINGS = ("destination", "partitions_start")  # what loading the code location reads
 
 
-def build_defs(destination: Optional[str] = None) -> Definitions:
-    destination = destination or destination_from_env()
+def build_defs(settings: Optional[Settings] = None) -> Definitions:
+    settings = settings or Settings.from_env(only=DEFINITION_SETTINGS)
+    definition = built_in_definition()
+    destination = DESTINATIONS[settings.destination]
+    partitions_def = daily_partitions(settings)
+    summary = build_summary_asset(definition, partitions_def, destination)
+    job = build_job()
     return Definitions(
         assets=[
-            *endpoint_specs(),
-            build_table_assets(partitions_def, destination),
-            build_summary_asset(partitions_def, destination),
+            *endpoint_specs(definition),
+            build_table_assets(definition, partitions_def, destination),
+            *([summary] if summary else []),
         ],
-        asset_checks=[
-            check for name in resource_names(DESCRIPTION_SETTINGS) for check in build_checks(name, destination)
-        ],
-        jobs=[analytics_job],
-        schedules=[build_daily_schedule(analytics_job)],
-        resources={
-            "dlt": AnalyticsDltResource(),
-            "analytics_api": AnalyticsApiResource(),
-            "warehouse": WarehouseResource(destination=destination),
-        },
+        asset_checks=[check for endpoint in definition.endpoints for check in build_checks(endpoint, destination)],
+        jobs=[job],
+        schedules=[build_daily_schedule(job)],
+        resources={"dlt": AnalyticsDltResource(), "analytics_api": AnalyticsApiResource(), "warehouse": WarehouseResource()},
         # One process per run: a step per subprocess would cost seconds per step and buys nothing,
         # since the steps of a run touch the warehouse one after another anyway.
         executor=in_process_executor,
     )
 
 
-defs = build_defs()
+@definitions
+def defs() -> Definitions:
+    return build_defs()

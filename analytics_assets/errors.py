@@ -1,6 +1,11 @@
-"""Errors a user can act on: each message says what went wrong and what to do, never a secret."""
+"""Errors a user can act on: each says what went wrong and which setting fixes it, never a secret."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from .settings import SettingsError
 
 
 class AnalyticsSyncError(RuntimeError):
@@ -17,9 +22,9 @@ class CredentialsRejected(AnalyticsSyncError):
 
 
 class MissingCredentials(AnalyticsSyncError):
-    def __init__(self, name: str, variable: str) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__(
-            f"No OAuth2 {name} configured: set {variable} (or `{name}` in .dlt/secrets.toml)."
+            f"No OAuth2 {name} configured: set ANALYTICS_{name.upper()} (or `{name}` in .dlt/secrets.toml)."
         )
 
 
@@ -66,42 +71,22 @@ class PaginationError(AnalyticsSyncError):
 
 
 class SchemaViolation(AnalyticsSyncError):
-    def __init__(self, table: str, record_id: object, field: str, problem: str) -> None:
+    def __init__(self, table: str, record_id: object, field: str, problem: str,
+                 advice: str = "Fix the record upstream or update the resource's `columns` in the API config.") -> None:
         self.field = field
         self.record_id = record_id
         super().__init__(
             f"Record id={record_id!r} of {table} breaks the declared schema: field {field!r} "
-            f"{problem}. Nothing of this run was committed. Fix the record upstream or update the "
-            "declared schema in analytics_assets/schema.py."
+            f"{problem}. Nothing of this run was committed. {advice}"
         )
 
 
-def root_cause(error: BaseException) -> BaseException:
-    """The first of our own errors (or a DuckDB lock) in the chain dlt wraps around failures.
-
-    dlt reports a failed step as `PipelineStepFailed` > `ResourceExtractionError` > ours; users
-    should read our message first, not three layers of wrapping.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, AnalyticsSyncError):
-            return current
-        if "Could not set lock on file" in str(current):
-            return DatabaseLocked(str(current))
-        current = current.__cause__ or current.__context__
-    return error
-
-
-class DatabaseLocked(AnalyticsSyncError):
-    def __init__(self, detail: str) -> None:
-        holder = detail.split("Conflicting lock is held in ")[-1].split("\n")[0][:160]
+class WarehouseFileError(AnalyticsSyncError):
+    def __init__(self, path: str, detail: str) -> None:
         super().__init__(
-            "The DuckDB file is held open by another process "
-            f"({holder if holder != detail else 'lock conflict'}). Close that connection (a "
-            "notebook or DuckDB shell) and run again; runs of this project queue on the "
-            "`duckdb_writer` pool instead of colliding."
+            f"DuckDB could not open the {path}: {detail.strip().splitlines()[0][:300]}. If it is held open "
+            "by another process (a notebook, the DuckDB shell), close that connection and run again; runs "
+            "of this project queue on the `duckdb_writer` pool instead of colliding."
         )
 
 
@@ -110,6 +95,34 @@ class WarehouseUnreachable(AnalyticsSyncError):
         variable = f"DESTINATION__{destination.upper()}__CREDENTIALS"
         super().__init__(
             f"Could not connect to the {where}: {detail.strip().splitlines()[-1][:300]}. Check the "
-            f"warehouse credentials: ${variable}, [destination.{destination}] in .dlt/secrets.toml, "
-            "or the `warehouse` resource's `credentials`; and that the server is reachable from here."
+            f"warehouse credentials: ${variable} or [destination.{destination}] in .dlt/secrets.toml; "
+            "and that the server is reachable from here."
         )
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The first of our own errors in the chain dlt wraps around failures, or `error` itself.
+
+    dlt reports a failed step as `PipelineStepFailed` > `ResourceExtractionError` > ours; users
+    should read our message first, not three layers of wrapping.
+    """
+    seen: set[int] = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (AnalyticsSyncError, SettingsError)):
+            return current
+        current = current.__cause__ or current.__context__
+    return error
+
+
+@contextmanager
+def diagnosed() -> Iterator[None]:
+    """Raise our own diagnosis of a failure in place of the wrapping around it."""
+    try:
+        yield
+    except Exception as error:
+        cause = root_cause(error)
+        if cause is error:
+            raise
+        raise cause from error

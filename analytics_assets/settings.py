@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import os
 from datetime import date
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "ANALYTICS_"
-DestinationName = Literal["duckdb", "postgres", "motherduck", "snowflake", "bigquery"]
+
+
+class SchemaDrift(str, Enum):
+    """What an undeclared field does (an Enum: Dagster's launch config takes no Literal)."""
+
+    evolve = "evolve"
+    freeze = "freeze"
 
 
 class SettingsError(ValueError):
@@ -49,7 +56,7 @@ class Settings(BaseModel):
         None, description="OAuth2 client secret (default: dlt secret `client_secret`)")
     allowed_token_hosts: tuple[str, ...] = Field(
         (), description="comma-separated hosts allowed for the token URL besides the API host")
-    destination: DestinationName = Field(
+    destination: str = Field(
         "duckdb", description="where the tables live: `duckdb`, `postgres`, `motherduck`, `snowflake` or "
         "`bigquery` (read when the definitions load: it names the tables' kind and picks the writer pool)")
     duckdb_path: Path = Field(
@@ -72,8 +79,17 @@ class Settings(BaseModel):
     max_concurrency: int = launch_field(
         8, gt=0, le=64, description="page requests in flight in total once the API reports `total` (halved on "
         "each 429, grown back by one); `1` pages strictly in turn")
-    schema_drift: Literal["evolve", "freeze"] = launch_field(
-        "evolve", description="`evolve`: undeclared fields become columns and are reported; `freeze`: they fail the run")
+    schema_drift: SchemaDrift = launch_field(
+        SchemaDrift.evolve, description="`evolve`: undeclared fields become columns and are reported; `freeze`: they fail the run")
+
+    @field_validator("destination")
+    @classmethod
+    def _known_destination(cls, value: str) -> str:
+        from .warehouse.sql import DESTINATIONS  # the table of what differs between warehouses
+
+        if value not in DESTINATIONS:
+            raise ValueError(f"must be one of {', '.join(DESTINATIONS)}")
+        return value
 
     @field_validator("allowed_token_hosts", mode="before")
     @classmethod
@@ -83,10 +99,14 @@ class Settings(BaseModel):
         return tuple(host.lower() for host in value)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] = os.environ, only: Optional[tuple[str, ...]] = None,
+                 **overrides: Any) -> "Settings":
         """The settings of this process: `overrides` (a run's launch config), then the environment,
-        then the defaults. Raises SettingsError naming the variable of the first bad value."""
-        values: dict[str, Any] = {name: env[variable(name)] for name in cls.model_fields if env.get(variable(name))}
+        then the defaults. Raises SettingsError naming the variable of the first bad value. With
+        `only`, the other variables are not read (the code location needs a few to load, and a bad
+        run-time value must not keep it from loading: the runs fail naming it instead)."""
+        names = only or tuple(cls.model_fields)
+        values: dict[str, Any] = {name: env[variable(name)] for name in names if env.get(variable(name))}
         values.update({name: value for name, value in overrides.items() if value is not None})
         try:
             return cls(**values)
@@ -116,14 +136,18 @@ _PROBLEMS = {
     "date_from_datetime_parsing": "must be a date like 2026-11-01",
     "date_parsing": "must be a date like 2026-11-01",
     "literal_error": "must be one of {expected}",
+    "enum": "must be one of {expected}",
 }
 
 
 def explain(error: ValidationError) -> str:
     detail = error.errors()[0]
     name = variable(str(detail["loc"][0])) if detail["loc"] else ENV_PREFIX + "*"
-    problem = _PROBLEMS.get(detail["type"], detail["msg"]).format(**detail.get("ctx", {}))
-    problem = problem.replace("'", "").replace(" or ", ", ") if detail["type"] == "literal_error" else problem
+    if detail["type"] == "value_error":
+        problem = str(detail["ctx"]["error"])
+    else:
+        problem = _PROBLEMS.get(detail["type"], detail["msg"]).format(**detail.get("ctx", {}))
+    problem = problem.replace("'", "").replace(" or ", ", ") if detail["type"] in ("literal_error", "enum") else problem
     return f"{name} {problem}; got {detail['input']!r}."
 
 
@@ -131,7 +155,7 @@ def settings_table() -> str:
     """The README's configuration table, rendered from the model."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        default = field.default
+        default = getattr(field.default, "value", field.default)
         shown = "—" if default in (None, ()) else f"`{default}`"
         launch = " Launch-time tunable." if (field.json_schema_extra or {}).get("launch") else ""
         rows.append(f"| `{variable(name)}` | {shown} | {field.description}.{launch} |")

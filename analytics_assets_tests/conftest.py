@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -14,16 +13,16 @@ from typing import Any, Iterator, Optional, Union
 import duckdb
 import pytest
 
-from analytics_assets.api_config import api_config
+from analytics_assets.api.definition import ApiDefinition, built_in_definition
+from analytics_assets.api.records import SyncStats
 from analytics_assets.demo_api import DemoApi, DemoApiConfig
-from analytics_assets.pipeline import make_pipeline, sync
-from analytics_assets.settings import ApiSettings, RetryPolicy
-from analytics_assets.source import Window, rest_api_source
-from analytics_assets.stats import SyncStats
+from analytics_assets.settings import Settings, variable
+from analytics_assets.warehouse.pipeline import make_pipeline, sync
+from analytics_assets.api.definition import Window
 
 TABLE = "analytics.resource_name"
 # The seed's policy, with waits shortened so the suite stays fast; attempts and statuses unchanged.
-FAST_RETRY = RetryPolicy(backoff_factor=0.05, max_wait=3.0, timeout=2.0)
+FAST_RETRY = {"backoff_factor": 0.05, "max_retry_wait": 3.0, "http_timeout": 2.0}
 
 
 def _iso(value: Any) -> Any:
@@ -88,17 +87,17 @@ def assert_table_matches(location: Location, expected: list[dict], table: str = 
         assert projected == want, f"row id={want['id']} differs"
 
 
-def settings_for(api: DemoApi, **overrides: Any) -> ApiSettings:
-    settings = ApiSettings(
-        base_url=api.base_url,
-        token_url=api.token_url,
-        client_id=api.config.client_id,
-        client_secret=api.config.client_secret,
-        retry=FAST_RETRY,
-        token_refresh_margin=0.0,
-        max_concurrency=1,  # faults land on a predictable request; test_prefetch covers concurrency
-    )
-    return replace(settings, **overrides)
+def settings_for(api: DemoApi, **overrides: Any) -> Settings:
+    values = {
+        "api_base_url": api.base_url,
+        "token_url": api.token_url,
+        "client_id": api.config.client_id,
+        "client_secret": api.config.client_secret,
+        **FAST_RETRY,
+        "token_refresh_margin": 0.0,
+        "max_concurrency": 1,  # faults land on a predictable request; test_lookahead covers concurrency
+    }
+    return Settings(**{**values, **overrides})
 
 
 class Syncer:
@@ -109,11 +108,11 @@ class Syncer:
         self.pipelines = tmp_path / "pipelines"
         self.last_stats: Optional[SyncStats] = None
 
-    def run(self, api: DemoApi, window: Optional[Window] = None, settings: Optional[ApiSettings] = None) -> SyncStats:
-        settings = settings or settings_for(api)
+    def run(self, api: DemoApi, window: Optional[Window] = None, settings: Optional[Settings] = None,
+            definition: Optional[ApiDefinition] = None) -> SyncStats:
         self.last_stats = SyncStats()
-        source = rest_api_source(api_config(settings), settings=settings, window=window, stats=self.last_stats)
-        sync(make_pipeline(self.db, pipelines_dir=self.pipelines), source)
+        sync(make_pipeline(self.db, pipelines_dir=self.pipelines), definition or built_in_definition(),
+             settings or settings_for(api), window, self.last_stats)
         return self.last_stats
 
 
@@ -158,8 +157,8 @@ def dagster_api(make_api, tmp_path, monkeypatch) -> DemoApi:
     monkeypatch.setenv("ANALYTICS_CLIENT_ID", api.config.client_id)
     monkeypatch.setenv("ANALYTICS_CLIENT_SECRET", api.config.client_secret)
     monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
-    monkeypatch.setenv("ANALYTICS_BACKOFF_FACTOR", str(FAST_RETRY.backoff_factor))
-    monkeypatch.setenv("ANALYTICS_HTTP_TIMEOUT", str(FAST_RETRY.timeout))
+    for name in ("backoff_factor", "http_timeout"):
+        monkeypatch.setenv(variable(name), str(FAST_RETRY[name]))
     return api
 
 
@@ -177,22 +176,20 @@ def warehouse(request, dagster_api, tmp_path, monkeypatch) -> Location:
 
 
 def day_bounds(day: str, last_day: Optional[str] = None) -> tuple[datetime, datetime]:
-    from datetime import timedelta
-
-    start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
-    end = datetime.fromisoformat(last_day or day).replace(tzinfo=timezone.utc) + timedelta(days=1)
-    return start, end
+    window = Window.of_days(day, last_day)
+    return window.start, window.end
 
 
 def run_job(partition: Optional[str] = None, first: Optional[str] = None, last: Optional[str] = None, instance=None):
     """Run the project's job in process on an ephemeral instance, as a user's launch would."""
     from dagster import DagsterInstance
 
-    from analytics_assets.definitions import analytics_job, build_defs
+    from analytics_assets.definitions import build_defs
+    from analytics_assets.defs.jobs import JOB_NAME
 
     defs = build_defs()  # for the destination this test configured
     tags = {} if partition else {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-    return defs.resolve_job_def(analytics_job.name).execute_in_process(
+    return defs.resolve_job_def(JOB_NAME).execute_in_process(
         instance=instance or DagsterInstance.ephemeral(),
         partition_key=partition,
         tags=tags,
@@ -263,3 +260,4 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty database on the test server for one test, dropped afterwards."""
     with fresh_database(postgres_server) as url:
         yield url
+

@@ -19,6 +19,6 @@ def test_benchmark_smoke_prints_every_section():
     assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
     output = completed.stdout
     for line in ("floor", "ours", "dlt_defaults", "ours / floor:", "ours / dlt defaults:", "ours / ceiling:",
-                 "merge one day", "import analytics_assets.definitions"):
+                 "merge one day", "import analytics_assets.definitions and load its definitions"):
         assert line in output
     assert output.count("3,000") >= 3, "every contender loaded every record"

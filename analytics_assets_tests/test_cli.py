@@ -39,10 +39,10 @@ def test_two_cli_materializations_at_once_queue_on_the_writer_pool(dagster_api, 
     shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
     env["DAGSTER_HOME"] = str(home)
-    from analytics_assets.pool import prepare_pool
+    from analytics_assets.warehouse.pool import create_pool
 
     with DagsterInstance.from_config(str(home)) as instance:  # created once, before runs race
-        prepare_pool(instance)
+        create_pool(instance, "duckdb_writer", 1)
     commands = [
         [str(BIN / "dagster"), "asset", "materialize", "-m", "analytics_assets.definitions",
          "--select", "analytics/resource_name", "--partition", day]

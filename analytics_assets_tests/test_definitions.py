@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey
 
-from analytics_assets.definitions import defs
-from analytics_assets.schema import declared_columns
+from analytics_assets.api.definition import built_in_definition
+from analytics_assets.definitions import build_defs
+from analytics_assets.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = AssetKey(["analytics", "resource_name"])
@@ -38,7 +39,7 @@ def test_import_needs_no_environment_and_writes_nothing(tmp_path, destination):
     env = {**bare_env(tmp_path), "ANALYTICS_DESTINATION": destination}
     before = files_under(tmp_path)
     completed = subprocess.run(
-        [sys.executable, "-c", "from analytics_assets.definitions import defs; defs.get_repository_def().asset_graph"],
+        [sys.executable, "-c", "from analytics_assets.definitions import defs; defs().get_repository_def().asset_graph"],
         cwd=tmp_path / "cwd", env=env, capture_output=True, text=True, timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
@@ -60,30 +61,28 @@ def test_dagster_definitions_validate(tmp_path, args):
 
 
 def test_lineage_runs_api_to_table_to_summary():
-    graph = defs.get_repository_def().asset_graph
+    graph = build_defs().get_repository_def().asset_graph
     assert graph.get(TABLE).parent_keys == {ENDPOINT}
     assert graph.get(SUMMARY).parent_keys == {TABLE}
     assert not graph.get(ENDPOINT).is_materializable
 
 
 def test_table_asset_describes_itself_before_any_run():
-    spec = defs.get_assets_def(TABLE).specs_by_key[TABLE]
+    spec = build_defs().get_assets_def(TABLE).specs_by_key[TABLE]
     assert spec.group_name == "analytics"
     assert spec.kinds == {"dlt", "duckdb"}
     assert spec.owners and spec.description
     assert spec.metadata["dagster/table_name"] == "analytics.resource_name"
     columns = spec.metadata["dagster/column_schema"].columns
     assert [(c.name, c.type, c.constraints.nullable) for c in columns] == [
-        (c.name, c.data_type, c.nullable) for c in declared_columns("resource_name")
+        (c.name, c.data_type, c.nullable) for c in built_in_definition().endpoint("resource_name").columns
     ]
     assert all(c.description for c in columns)
 
 
 @pytest.mark.parametrize("destination", ["postgres", "snowflake"])
 def test_kinds_and_storage_name_the_configured_destination(destination):
-    from analytics_assets.definitions import build_defs
-
-    chosen = build_defs(destination)
+    chosen = build_defs(Settings(destination=destination))
     for key in (TABLE, SUMMARY):
         spec = chosen.get_assets_def(key).specs_by_key[key]
         assert destination in spec.kinds and "duckdb" not in spec.kinds
@@ -93,7 +92,6 @@ def test_kinds_and_storage_name_the_configured_destination(destination):
 
 
 def test_unknown_destination_is_refused_naming_the_variable(monkeypatch):
-    from analytics_assets.definitions import build_defs
     from analytics_assets.settings import SettingsError
 
     monkeypatch.setenv("ANALYTICS_DESTINATION", "oracle")
@@ -104,6 +102,7 @@ def test_unknown_destination_is_refused_naming_the_variable(monkeypatch):
 def test_assets_are_daily_partitioned_and_backfill_as_one_run():
     from dagster import BackfillPolicy, DailyPartitionsDefinition
 
+    defs = build_defs()
     for key in (TABLE, SUMMARY):
         assets_def = defs.get_assets_def(key)
         assert isinstance(assets_def.partitions_def, DailyPartitionsDefinition)
@@ -114,7 +113,8 @@ def test_assets_are_daily_partitioned_and_backfill_as_one_run():
 def test_partitions_start_is_configurable(tmp_path):
     env = {**bare_env(tmp_path), "ANALYTICS_PARTITIONS_START": "2026-10-01"}
     completed = subprocess.run(
-        [sys.executable, "-c", "from analytics_assets.definitions import partitions_def; print(partitions_def.get_first_partition_key())"],
+        [sys.executable, "-c", "from analytics_assets.definitions import defs; "
+         "print(defs().resolve_job_def('analytics_job').partitions_def.get_first_partition_key())"],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert completed.stdout.strip() == "2026-10-01", completed.stderr

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from analytics_assets.pool import writer_pool
+from analytics_assets.warehouse.sql import DESTINATIONS
 from analytics_assets_tests.conftest import assert_table_matches, day_bounds, fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def test_a_run_goes_through_the_queue_the_daemon_and_postgres_storage(
         assert len(checks) == 3 and all(c.passed for c in checks)
 
         # The writer pool got dagster.yaml's default limit, and its slot was given back.
-        pool = instance.event_log_storage.get_concurrency_info(writer_pool(analytics.get("ANALYTICS_DESTINATION", "duckdb")))
+        pool = instance.event_log_storage.get_concurrency_info(DESTINATIONS[analytics.get("ANALYTICS_DESTINATION", "duckdb")].pool)
         assert (pool.slot_count, pool.active_slot_count) == (1, 0)
         # The daemon ran its queue and monitoring loops against the same storage.
         beats = instance.get_daemon_heartbeats()

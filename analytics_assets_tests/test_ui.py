@@ -20,9 +20,8 @@ import duckdb
 import pytest
 
 from analytics_assets.demo_api import DemoApi, DemoApiConfig
-from analytics_assets.partitions import day_window
-from analytics_assets.schema import declared_columns
-from analytics_assets.source import Window
+from analytics_assets.api.definition import built_in_definition
+from analytics_assets.api.definition import Window
 from analytics_assets_tests.ui_harness import (
     ARTIFACTS,
     CHROMIUM,
@@ -231,7 +230,7 @@ def test_asset_page_lists_columns_and_lineage_before_any_run(ui: Ui, page) -> No
 
     page.goto(ui.url + ASSET)
     expect(page.get_by_text("Never materialized")).to_be_visible()
-    columns = declared_columns("resource_name")
+    columns = built_in_definition().endpoint("resource_name").columns
     assert {"metric_value", "event_count", "updated_at"} <= {c.name for c in columns}
     for column in columns:
         row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=column.name, exact=True))
@@ -261,7 +260,7 @@ def test_materialize_one_partition_from_the_asset_page(ui: Ui, page) -> None:  #
     page.screenshot(path=ARTIFACTS / "run.png")
     expect(status).to_have_text("Success")
 
-    window = day_window(ONE_DAY)
+    window = Window.of_days(ONE_DAY)
     served = ids_served(ui.api, window)
     assert served, "the demo API holds records on that day"
     page.goto(ui.url + ASSET + "?view=events")
@@ -302,7 +301,7 @@ def test_backfill_of_three_days_runs_as_one_run(ui: Ui, page) -> None:  # noqa: 
     assert runs[0].tags["dagster/asset_partition_range_start"] == BACKFILL_FIRST
     assert runs[0].tags["dagster/asset_partition_range_end"] == BACKFILL_LAST
 
-    window = Window(day_window(BACKFILL_FIRST).start, day_window(BACKFILL_LAST).end)
+    window = Window.of_days(BACKFILL_FIRST, BACKFILL_LAST)
     served = ids_served(ui.api, window)
     assert served
     assert ids_in_table(ui.warehouse, window) == served

@@ -43,10 +43,10 @@ def make_dagster_home(home: Path) -> Path:
 
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    from analytics_assets.pool import prepare_pool
+    from analytics_assets.warehouse.pool import create_pool
 
     with DagsterInstance.from_config(str(home)) as instance:  # created once, before runs race
-        prepare_pool(instance)
+        create_pool(instance, "duckdb_writer", 1)
     return home
 
 

@@ -1,7 +1,14 @@
-"""Checks that prove the merged table right after every materialization, in SQL on the table
-itself (whichever warehouse holds it): unique ids, no nulls where the schema forbids them, and a
-complete window."""
+"""Checks that prove a merged table right after every materialization, in SQL on the table itself
+(whichever warehouse holds it): unique ids, no nulls where the schema forbids them, and a complete
+window.
 
+Completeness is proven with what dlt records: every row dlt loads carries its load's
+`_dlt_load_id`, and the materialization keeps the load id, the API's `total` for its window and
+how many distinct records the sync fetched. The rows carrying a load id are records that load
+fetched, so when there are as many as it fetched, every fetched record landed; and a read of the
+window ends only with exactly `total` records, so it fetched at least `total` (more when a record
+left the window while it was read, and was kept as read).
+"""
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -12,68 +19,59 @@ from dagster import (
     asset_check,
 )
 
-from . import audit
+from ..api.definition import Endpoint
+from ..warehouse.sql import Destination
 from .assets import table_key
-from .pool import writer_pool
 from .resources import WarehouseResource
-from .schema import declared_columns
 
 
-def build_checks(resource: str, destination: str = "duckdb") -> list[AssetChecksDefinition]:
-    key = table_key(resource)
-    required = [c.name for c in declared_columns(resource) if not c.nullable]
-    pool = writer_pool(destination)
+def build_checks(endpoint: Endpoint, destination: Destination) -> list[AssetChecksDefinition]:
+    key, name, id_column = table_key(endpoint.name), endpoint.name, endpoint.primary_key
+    required = endpoint.required
 
-    @asset_check(asset=key, name="id_unique", blocking=True, pool=pool,
-                 description="No two rows share an `id` (the merge key).")
+    @asset_check(asset=key, name="id_unique", blocking=True, pool=destination.pool,
+                 description=f"No two rows share an `{id_column}` (the merge key).")
     def id_unique(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
-        table = warehouse.table(resource)
         with warehouse.sql(context.run.run_id) as sql:
-            duplicates = sql.rows(
-                f"SELECT id, count(*) FROM {table} GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 20"
-            ) if sql.has_table(table) else []
-        return AssetCheckResult(
-            passed=not duplicates,
-            metadata={"duplicate_ids": MetadataValue.json([row[0] for row in duplicates])},
-        )
+            duplicates = sql.rows(f"SELECT {id_column}, count(*) FROM {sql.table(name)} GROUP BY {id_column} "
+                                  f"HAVING count(*) > 1 ORDER BY {id_column} LIMIT 20")
+        return AssetCheckResult(passed=not duplicates,
+                                metadata={"duplicate_ids": MetadataValue.json([row[0] for row in duplicates])})
 
-    @asset_check(asset=key, name="required_columns_not_null", blocking=True, pool=pool,
+    @asset_check(asset=key, name="required_columns_not_null", blocking=True, pool=destination.pool,
                  description=f"Columns declared NOT NULL hold no nulls: {', '.join(required)}.")
     def required_columns_not_null(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
-        counts = ", ".join(f"count(*) FILTER (WHERE {name} IS NULL)" for name in required)
-        table = warehouse.table(resource)
+        counts = ", ".join(f"count(*) FILTER (WHERE {column} IS NULL)" for column in required)
         with warehouse.sql(context.run.run_id) as sql:
-            if sql.has_table(table):
-                nulls = sql.rows(f"SELECT {counts} FROM {table}")[0]
-            else:  # nothing loaded yet (an empty first window): no rows, no nulls
-                nulls = (0,) * len(required)
-        by_column = dict(zip(required, nulls))
-        return AssetCheckResult(passed=not any(nulls), metadata={"null_counts": MetadataValue.json(by_column)})
+            nulls = sql.rows(f"SELECT {counts} FROM {sql.table(name)}")[0]
+        return AssetCheckResult(passed=not any(nulls),
+                                metadata={"null_counts": MetadataValue.json(dict(zip(required, nulls)))})
 
-    @asset_check(asset=key, name="window_complete", blocking=True, pool=pool,
-                 description="The materialization fetched as many distinct records as the API's `total` "
-                 "for its window, and every fetched id is in the table afterwards.")
+    @asset_check(asset=key, name="window_complete", blocking=True, pool=destination.pool,
+                 description="Every record the latest materialization fetched is in the table (its rows carrying "
+                 "that load's `_dlt_load_id` are as many as the distinct records it fetched), and it fetched at "
+                 "least the API's `total` for its window.")
     def window_complete(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(key)
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        if "dlt_load_id" not in metadata:
+            return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN,
+                                    metadata={"reason": "no materialization has been recorded yet"})
+        load_id, api_total = metadata["dlt_load_id"].value, metadata["api_total_for_window"].value
+        fetched = metadata["records_fetched_distinct"].value
         with warehouse.sql(context.run.run_id) as sql:
-            fetch = audit.latest_fetch(sql, resource, context.run.run_id) or audit.latest_fetch(sql, resource, None)
-            if fetch is None:
-                return AssetCheckResult(
-                    passed=False,
-                    severity=AssetCheckSeverity.WARN,
-                    metadata={"reason": "no materialization has been audited yet"},
-                )
-            run_id, start, end, api_total, fetched = fetch
-            table = warehouse.table(resource)
-            missing = audit.missing_ids(sql, run_id, resource, table if sql.has_table(table) else None)
-        complete = (api_total is None or api_total == fetched) and not missing
+            landed = sql.rows(f"SELECT count(DISTINCT {id_column}) FROM {sql.table(name)} WHERE _dlt_load_id = %s",
+                              load_id)[0][0]
         return AssetCheckResult(
-            passed=complete,
+            passed=landed == fetched >= api_total,
             metadata={
-                "run_id": run_id,
-                "window": f"[{start.isoformat()}, {end.isoformat()})",
-                "api_total": MetadataValue.int(api_total if api_total is not None else -1),
+                "run_id": event.run_id,
+                "window": f"[{metadata['window_start'].value}, {metadata['window_end'].value})",
+                "dlt_load_id": load_id,
+                "api_total": MetadataValue.int(api_total),
                 "fetched_distinct_ids": MetadataValue.int(fetched),
-                "fetched_ids_missing_from_table": MetadataValue.json(missing),
+                "rows_of_this_load": MetadataValue.int(landed),
+                "ids_missing": MetadataValue.int(max(0, fetched - landed, api_total - fetched)),
             },
         )
 

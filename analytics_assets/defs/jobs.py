@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dagster import (
-    AssetSelection,
-    PartitionsDefinition,
-    ScheduleDefinition,
-    build_schedule_from_partitioned_job,
-    define_asset_job,
-)
+from dagster import AssetSelection, ScheduleDefinition, build_schedule_from_partitioned_job, define_asset_job
 
 from .assets import TABLE_GROUP
 
@@ -20,7 +14,7 @@ if TYPE_CHECKING:
 JOB_NAME = "analytics_job"
 
 
-def build_job(partitions_def: PartitionsDefinition) -> "UnresolvedAssetJobDefinition":
+def build_job() -> "UnresolvedAssetJobDefinition":
     return define_asset_job(
         JOB_NAME,
         selection=AssetSelection.groups(TABLE_GROUP),

@@ -1,12 +1,15 @@
-"""Models computed in the warehouse from the merged table, partitioned like it."""
+"""A model computed in the warehouse from the demo API's merged table, partitioned like it.
 
+It exists when the API definition has the seed's `resource_name` endpoint with the columns it
+summarises; an API of a user's own gets its tables, assets and checks, and no model.
+"""
 
-import warnings
+from typing import Optional
 
 from dagster import (
-    BetaWarning,
     AssetExecutionContext,
     AssetKey,
+    AssetSpec,
     AssetsDefinition,
     BackfillPolicy,
     MaterializeResult,
@@ -14,17 +17,19 @@ from dagster import (
     PartitionsDefinition,
     TableColumn,
     TableSchema,
-    asset,
+    multi_asset,
 )
 
-from .assets import OWNERS, TABLE_GROUP, table_key
-from .assets import DESTINATION_TITLES
-from .partitions import window_of
-from .pipeline import DATASET_NAME
-from .pool import writer_pool
+from ..api.definition import ApiDefinition
+from ..warehouse.pipeline import DATASET_NAME
+from ..warehouse.sql import Destination
+from .assets import OWNERS, TABLE_GROUP, table_key, window_of
 from .resources import WarehouseResource
 
-SUMMARY_TABLE = f"{DATASET_NAME}.resource_name_daily_summary"
+SUMMARIZED = "resource_name"
+SUMMARY = f"{SUMMARIZED}_daily_summary"
+SUMMARY_TABLE = f"{DATASET_NAME}.{SUMMARY}"
+NEEDED_COLUMNS = {"category", "metric_value", "event_count"}
 SUMMARY_COLUMNS = [
     TableColumn("day", "date", description="UTC day of `updated_at` (the partition)."),
     TableColumn("category", "text", description="Record category; null kept as its own group."),
@@ -35,68 +40,61 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def build_summary_asset(partitions_def: PartitionsDefinition, destination: str = "duckdb") -> AssetsDefinition:
-    with warnings.catch_warnings():
-        # `backfill_policy` on @asset is marked beta; it is what makes a range one run.
-        warnings.simplefilter("ignore", BetaWarning)
-        return _summary_asset(partitions_def, destination)
+def build_summary_asset(definition: ApiDefinition, partitions_def: PartitionsDefinition,
+                        destination: Destination) -> Optional[AssetsDefinition]:
+    if SUMMARIZED not in definition.names:
+        return None
+    endpoint = definition.endpoint(SUMMARIZED)
+    if not NEEDED_COLUMNS <= {column.name for column in endpoint.columns}:
+        return None
+    cursor = endpoint.incremental.cursor_path
 
-
-def _summary_asset(partitions_def: PartitionsDefinition, destination: str) -> AssetsDefinition:
-    @asset(
-        key=AssetKey([TABLE_GROUP, "resource_name_daily_summary"]),
-        deps=[table_key("resource_name")],
+    spec = AssetSpec(
+        key=AssetKey([TABLE_GROUP, SUMMARY]),
+        deps=[table_key(SUMMARIZED)],
         group_name=TABLE_GROUP,
-        description="Daily summary per category of the merged table: record count, sum and average "
-        f"of `metric_value`, sum of `event_count`, in {DESTINATION_TITLES[destination]}. Rebuilt for the "
-        "partition's days in one transaction.",
-        partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=writer_pool(destination),
-        kinds={destination, "sql"},
+        description="Daily summary per category of the merged table: record count, sum and average of "
+        f"`metric_value`, sum of `event_count`, in {destination.title}. Rebuilt for the partition's days in "
+        "one transaction.",
+        kinds={destination.name, "sql"},
         owners=OWNERS,
         tags={"layer": "model"},
         metadata={
             "dagster/table_name": SUMMARY_TABLE,
-            "dagster/storage_kind": destination,
+            "dagster/storage_kind": destination.name,
             "dagster/column_schema": TableSchema(columns=SUMMARY_COLUMNS),
         },
     )
-    def resource_name_daily_summary(
-        context: AssetExecutionContext, warehouse: WarehouseResource
-    ) -> MaterializeResult:
+
+    @multi_asset(name=SUMMARY, specs=[spec], partitions_def=partitions_def, backfill_policy=BackfillPolicy.single_run(),
+                 pool=destination.pool)
+    def resource_name_daily_summary(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         window = window_of(context)
         days = (window.start.date(), window.end.date())
-        with warehouse.sql(context.run.run_id) as sql:
-            source_exists = sql.has_table(warehouse.table("resource_name"))  # not after an empty first window
-            with sql.transaction(creates_tables=True):
-                sql.execute(
-                    f"""CREATE TABLE IF NOT EXISTS {SUMMARY_TABLE} (
-                        day DATE, category TEXT, record_count BIGINT, metric_value_sum DOUBLE PRECISION,
-                        metric_value_avg DOUBLE PRECISION, event_count_sum BIGINT)"""
-                )
-                sql.execute(f"DELETE FROM {SUMMARY_TABLE} WHERE day >= %s AND day < %s", *days)
-                if source_exists:
-                    sql.execute(
-                        f"""INSERT INTO {SUMMARY_TABLE}
-                        SELECT CAST(updated_at AT TIME ZONE 'UTC' AS DATE), category, count(*),
-                               sum(metric_value), avg(metric_value), sum(event_count)
-                        FROM {warehouse.table("resource_name")}
-                        WHERE updated_at >= %s AND updated_at < %s
-                        GROUP BY 1, 2 ORDER BY 1, 2""",
-                        window.start, window.end,
-                    )
-            rows_by_day = {
-                day.isoformat(): count
-                for day, count in sql.rows(
-                    f"SELECT day, count(*) FROM {SUMMARY_TABLE} WHERE day >= %s AND day < %s GROUP BY 1", *days
-                )
-            }
+        with warehouse.sql(context.run.run_id) as sql, sql.creating_tables():
+            sql.execute(
+                f"""CREATE TABLE IF NOT EXISTS {SUMMARY_TABLE} (
+                    day DATE, category TEXT, record_count BIGINT, metric_value_sum DOUBLE PRECISION,
+                    metric_value_avg DOUBLE PRECISION, event_count_sum BIGINT)"""
+            )
+            sql.execute(f"DELETE FROM {SUMMARY_TABLE} WHERE day >= %s AND day < %s", *days)
+            sql.execute(
+                f"""INSERT INTO {SUMMARY_TABLE}
+                SELECT CAST({cursor} AT TIME ZONE 'UTC' AS DATE), category, count(*),
+                       sum(metric_value), avg(metric_value), sum(event_count)
+                FROM {sql.table(SUMMARIZED)}
+                WHERE {cursor} >= %s AND {cursor} < %s
+                GROUP BY 1, 2 ORDER BY 1, 2""",
+                window.start, window.end,
+            )
+            rows_by_day = {day.isoformat(): count for day, count in sql.rows(
+                f"SELECT day, count(*) FROM {SUMMARY_TABLE} WHERE day >= %s AND day < %s GROUP BY 1", *days)}
         for partition_key in context.partition_keys:  # each day its own count, also in a range run
             context.add_asset_metadata(
                 {"dagster/partition_row_count": MetadataValue.int(rows_by_day.get(partition_key, 0))},
+                asset_key=spec.key,
                 partition_key=partition_key,
             )
-        return MaterializeResult(metadata={"categories": MetadataValue.int(sum(rows_by_day.values()))})
+        return MaterializeResult(asset_key=spec.key, metadata={"categories": MetadataValue.int(sum(rows_by_day.values()))})
 
     return resource_name_daily_summary

@@ -1,50 +1,45 @@
-"""A plain dlt pipeline into the warehouse: the layer Dagster drives, usable on its own."""
+"""The dlt pipeline into the warehouse: the layer Dagster drives, usable on its own.
+
+Two settings of dlt's are made here, explicitly, for this project's pipeline only: pages arrive as
+Arrow tables, which dlt leaves without `_dlt_load_id` unless its parquet normalizer is told to add
+it (every row must say which load wrote it: the completeness check counts them), and dlt's warning
+that a `json` column hint overrides the Arrow text column it arrives as is silenced while a load
+runs (that override is the intent: JSON travels as text).
+"""
 
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.extract import DltSource
 
-from .errors import root_cause
-from .warehouse import LOADER_FILE_FORMATS, WarehouseTarget, connect, drop_staging_dataset, schema_lock
+from ..api.definition import ApiDefinition, Window
+from ..api.http import ApiClient
+from ..api.records import SyncStats
+from ..api.source import SOURCE_NAME, build_source
+from ..errors import diagnosed
+from ..settings import Settings
+from .sql import CREATING_TABLES_LOCK, DESTINATIONS, WarehouseTarget, connect
 
 DATASET_NAME = "analytics"
 PIPELINE_NAME = "analytics_assets"
 
-
-class _ArrowJsonHintNotice(logging.Filter):
-    """dlt warns on every Arrow page that the `json` hint overrides the JSON text column; that
-    override is the intent (see pages.py), so the per-page warning is dropped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "when merging arrow schema with dlt schema" not in record.getMessage()
+logger = logging.getLogger(__name__)
 
 
-_JSON_HINT_NOTICE = _ArrowJsonHintNotice()
-
-
-def make_pipeline(
-    target: WarehouseTarget | Path,
-    pipeline_name: str = PIPELINE_NAME,
-    pipelines_dir: Optional[Path] = None,
-    staging_suffix: Optional[str] = None,
-) -> dlt.Pipeline:
-    """A pipeline into `target` (a bare path means a DuckDB file). `staging_suffix` gives a run on
-    a shared warehouse a staging dataset of its own (see WarehouseTarget.dlt_destination)."""
+def make_pipeline(target: WarehouseTarget | Path, pipelines_dir: Optional[Path] = None,
+                  staging_suffix: Optional[str] = None) -> dlt.Pipeline:
+    """A pipeline into `target` (a bare path means a DuckDB file)."""
     if not isinstance(target, WarehouseTarget):
-        target = WarehouseTarget(duckdb_path=Path(target))
-    # Arrow pages carry no `_dlt_load_id`; keep it, scoped to this pipeline, so every row still
-    # says which load wrote it.
-    dlt.config[f"{pipeline_name}.normalize.parquet_normalizer.add_dlt_load_id"] = True
-    logging.getLogger("dlt").addFilter(_JSON_HINT_NOTICE)  # idempotent: filters are a set
+        target = WarehouseTarget(DESTINATIONS["duckdb"], Path(target))
+    dlt.config[f"{PIPELINE_NAME}.normalize.parquet_normalizer.add_dlt_load_id"] = True
     return dlt.pipeline(
-        pipeline_name=pipeline_name,
+        pipeline_name=PIPELINE_NAME,
         destination=target.dlt_destination(staging_suffix),
         dataset_name=DATASET_NAME,
         pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
@@ -52,57 +47,76 @@ def make_pipeline(
     )
 
 
-def run_options(pipeline: dlt.Pipeline) -> dict[str, Any]:
-    """Keyword arguments for `pipeline.run`, shared by the plain and the Dagster paths."""
-    return {"loader_file_format": LOADER_FILE_FORMATS[pipeline.destination.destination_name]}
+def file_format(pipeline: dlt.Pipeline) -> str:
+    return DESTINATIONS[pipeline.destination.destination_name].file_format
 
 
-def forget_dropped_tables(pipeline: dlt.Pipeline, tables: Iterable[str]) -> bool:
-    """If someone dropped one of our tables by hand, make dlt create it again; returns whether
-    any of `tables` is missing (this run will create it).
-
-    dlt restores its schema from the destination's `_dlt_version` and, finding its version
-    current, skips creating tables it believes exist: the merge then fails on the missing table.
-    Forgetting the stored versions makes the next load compare against the real tables.
-    """
-    with connect(pipeline) as client:
-        if not client.has_dataset():
-            return True
-        existing = {
-            row[0]
-            for row in client.execute_sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", pipeline.dataset_name
-            )
-        }
-        missing = not set(tables) <= existing
-        if "_dlt_version" in existing and missing:
-            client.execute_sql(f"DELETE FROM {client.make_qualified_table_name('_dlt_version')}")
-    return missing
+class _JsonHintNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema" not in record.getMessage()
 
 
 @contextmanager
-def shared_warehouse_guard(pipeline: dlt.Pipeline, tables: Iterable[str]) -> Iterator[None]:
-    """What a run needs around its load when other runs may write the same warehouse at once:
-    a run that creates tables does so alone, and a run's own staging dataset is dropped
-    afterwards, whether its load succeeded or not."""
-    creating = forget_dropped_tables(pipeline, tables)
-    with schema_lock(pipeline, needed=creating):
+def loading(pipeline: dlt.Pipeline, tables: Iterable[str]) -> Iterator[None]:
+    """What a load needs around it, when other runs may write the same warehouse at once: a table
+    dropped by hand is created again, a run that creates tables does so alone, and a run's own
+    staging dataset is dropped afterwards, whether its load succeeded or not."""
+    creating = _missing_tables(pipeline, tables) and pipeline.destination.destination_name == "postgres"
+    notice = _JsonHintNotice()
+    logging.getLogger("dlt").addFilter(notice)
+    try:
+        with _creating_tables(pipeline) if creating else nullcontext():
+            yield
+    finally:
+        logging.getLogger("dlt").removeFilter(notice)
+        if "staging_dataset_name_layout" in pipeline.destination.config_params:
+            with connect(pipeline) as client, client.with_staging_dataset():
+                if client.has_dataset():
+                    client.drop_dataset()
+
+
+def _missing_tables(pipeline: dlt.Pipeline, tables: Iterable[str]) -> bool:
+    """Whether this run creates tables. A table of ours dropped by hand is created again: dlt
+    restores its schema from the destination's `_dlt_version` and, finding it current, would skip
+    creating a table it believes exists, so this schema's stored versions are forgotten."""
+    with connect(pipeline) as client:
+        if not client.has_dataset():
+            return True
+        existing = {row[0] for row in client.execute_sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", pipeline.dataset_name)}
+        missing = sorted(set(tables) - existing)
+        if missing and "_dlt_version" in existing:
+            logger.warning(f"Tables {', '.join(missing)} are missing from {pipeline.dataset_name}: creating them again.")
+            client.execute_sql(f"DELETE FROM {client.make_qualified_table_name('_dlt_version')} WHERE schema_name = %s",
+                               SOURCE_NAME)
+    return bool(missing)
+
+
+@contextmanager
+def _creating_tables(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """Two first runs on PostgreSQL both find the dataset missing and both issue CREATE SCHEMA: one
+    fails. The lock the summary model takes to create its table (sql.CREATING_TABLES_LOCK), held
+    here for the whole load, makes the second wait. DuckDB needs none (one writer); other
+    warehouses are not covered (see README)."""
+    with connect(pipeline) as client:
+        client.execute_sql("SELECT pg_advisory_lock(%s)", CREATING_TABLES_LOCK)
         try:
             yield
         finally:
-            if "staging_dataset_name_layout" in pipeline.destination.config_params:
-                drop_staging_dataset(pipeline)
+            client.execute_sql("SELECT pg_advisory_unlock(%s)", CREATING_TABLES_LOCK)
 
 
-def sync(pipeline: dlt.Pipeline, source: DltSource) -> LoadInfo:
-    """Run one sync. Packages left by an earlier failed run are dropped first: their data is
-    refetched by this run, and loading them could resurrect a half-finished attempt."""
-    pipeline.abort_packages()
-    try:
-        with shared_warehouse_guard(pipeline, source.resources.keys()):
-            return pipeline.run(source, **run_options(pipeline))
-    except Exception as error:
-        cause = root_cause(error)
-        if cause is error:
-            raise
-        raise cause from error
+def load(pipeline: dlt.Pipeline, source: DltSource) -> LoadInfo:
+    """Run a prepared source. Packages left by an earlier failed run are dropped first: their data
+    is refetched by this run, and loading them could resurrect a half-finished attempt."""
+    with diagnosed():
+        pipeline.abort_packages()
+        with loading(pipeline, source.resources.keys()):
+            return pipeline.run(source, loader_file_format=file_format(pipeline))
+
+
+def sync(pipeline: dlt.Pipeline, definition: ApiDefinition, settings: Settings,
+         window: Optional[Window] = None, stats: Optional[SyncStats] = None) -> LoadInfo:
+    """One sync of `window` (every record when None) without Dagster."""
+    with diagnosed(), ApiClient(definition, settings, stats or SyncStats()) as client:
+        return load(pipeline, build_source(client, window))

@@ -79,13 +79,12 @@ def test_token_endpoint_down_fails_clearly(demo_api, syncer):
 
 
 def test_auth_object_repr_hides_secrets(demo_api):
-    import requests
+    from analytics_assets.api.definition import built_in_definition
+    from analytics_assets.api.http import ApiClient
+    from analytics_assets.api.records import SyncStats
 
-    from analytics_assets.auth import auth_from_seed
-    from analytics_assets.stats import SyncStats
-
-    seed_auth = {"type": "oauth2", "client_id": "id-1", "client_secret": "s3cr3t-xyz", "token_url": demo_api.token_url}
-    auth = auth_from_seed(seed_auth, 60.0, requests.Session(), SyncStats())
-    auth.ensure_token()
-    for text in (repr(auth), str(auth)):
-        assert "s3cr3t-xyz" not in text and str(auth.access_token) not in text
+    settings = settings_for(demo_api)
+    with ApiClient(built_in_definition(), settings, SyncStats()) as client:
+        client.auth.token()
+        for text in (repr(client.auth), str(client.auth), repr(settings)):
+            assert demo_api.config.client_secret not in text and str(client.auth.access_token) not in text

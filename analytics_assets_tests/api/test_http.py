@@ -1,13 +1,12 @@
 """The seed's retry policy against a real server: what is retried, how often, how long we wait."""
 
-from dataclasses import replace
 from email.utils import formatdate
 import time
 
 import pytest
 
 from analytics_assets.errors import RequestRejected, RetriesExhausted
-from analytics_assets_tests.conftest import FAST_RETRY, assert_table_matches, settings_for, table_checksum
+from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum
 
 
 def resource_statuses(api):
@@ -56,7 +55,7 @@ def test_broken_connections_are_retried(demo_api, syncer, kind):
 
 def test_read_timeout_is_retried(demo_api, syncer):
     demo_api.faults.queue("hang", after=1)
-    settings = settings_for(demo_api, retry=replace(FAST_RETRY, timeout=0.5))
+    settings = settings_for(demo_api, http_timeout=0.5)
     stats = syncer.run(demo_api, settings=settings)
     assert_table_matches(syncer.db, demo_api.all_records())
     assert stats.retries == 1
@@ -64,7 +63,7 @@ def test_read_timeout_is_retried(demo_api, syncer):
 
 def test_server_that_stops_answering_fails_clearly(demo_api, syncer):
     demo_api.faults.queue("hang", times=4, after=1)
-    settings = settings_for(demo_api, retry=replace(FAST_RETRY, timeout=0.3))
+    settings = settings_for(demo_api, http_timeout=0.3)
     with pytest.raises(RetriesExhausted, match=r"GET /v1/resource.*4 attempts.*(Timeout|timed out)"):
         syncer.run(demo_api, settings=settings)
 
@@ -92,7 +91,7 @@ def test_retry_after_is_honoured(demo_api, syncer, retry_after):
 
 def test_retry_after_is_capped(demo_api, syncer):
     demo_api.faults.queue("status", status=429, retry_after=3600, after=1)
-    settings = settings_for(demo_api, retry=replace(FAST_RETRY, max_wait=0.5))
+    settings = settings_for(demo_api, max_retry_wait=0.5)
     stats = syncer.run(demo_api, settings=settings)
     assert_table_matches(syncer.db, demo_api.all_records())
     assert 0.4 <= stats.throttle_wait_seconds < 30
@@ -105,10 +104,10 @@ def test_a_response_is_freed_without_the_cycle_collector(demo_api):
     import gc
     import weakref
 
-    from analytics_assets.http import build_session
-    from analytics_assets.stats import SyncStats
+    from analytics_assets.api.http import Transport, build_session
+    from analytics_assets.api.records import SyncStats
 
-    session = build_session(FAST_RETRY, SyncStats(), base_url=demo_api.base_url)
+    session = build_session(Transport(settings_for(demo_api), SyncStats()), demo_api.base_url)
     credentials = {"grant_type": "client_credentials", "client_id": demo_api.config.client_id,
                    "client_secret": demo_api.config.client_secret}
     gc.collect()
@@ -121,3 +120,18 @@ def test_a_response_is_freed_without_the_cycle_collector(demo_api):
         assert freed() is None
     finally:
         gc.enable()
+
+
+@pytest.mark.slow
+def test_backoff_waits_two_four_and_eight_seconds(make_api, syncer):
+    """The seed's policy at its real scale (every other test shortens the backoff): three 503s for
+    one page are retried after 2, 4 and 8 s."""
+    api = make_api(records=150, days=1)
+    api.faults.queue("status", status=503, times=3, after=1)
+    settings = settings_for(api, backoff_factor=2.0, max_retry_wait=60.0)
+    syncer.run(api, settings=settings)
+    assert_table_matches(syncer.db, api.all_records())
+    arrivals = api.request_times  # the resource requests: page 1, page 2 four times
+    gaps = [later - earlier for earlier, later in zip(arrivals[1:], arrivals[2:5])]
+    for gap, wait in zip(gaps, (2, 4, 8)):
+        assert wait <= gap < wait + 1.5, f"waits between attempts were {gaps}, not 2, 4 and 8 s"

@@ -1,9 +1,13 @@
-"""Concurrent paging: the same rows as paging in turn, bounded, and backing off on 429."""
+"""Pages requested ahead: the same rows as paging in turn, bounded, and backing off on 429."""
+
+import copy
 
 import pytest
 
+from analytics_assets.api.definition import BUILT_IN_CONFIG, built_in_definition, parse_definition
+from analytics_assets.api.http import ApiClient
+from analytics_assets.api.records import SyncStats
 from analytics_assets.errors import RetriesExhausted
-from analytics_assets.prefetch import Prefetcher
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum, table_rows
 
 
@@ -17,7 +21,7 @@ def test_concurrent_paging_loads_what_sequential_paging_loads(make_api, tmp_path
     api.reset_stats()
     stats = concurrent.run(api, settings=settings_for(api, max_concurrency=6))
     assert 1 < api.max_in_flight <= 6
-    # Every page was requested once: a prefetched page is handed to the paging loop, not fetched again.
+    # Every page was requested once: a page requested ahead is handed to the paging loop, not fetched again.
     assert len([r for r in api.requests if r[1] == "/v1/resource"]) == stats.pages
     assert table_rows(concurrent.db) == table_rows(sequential.db)
     assert_table_matches(concurrent.db, api.all_records())
@@ -51,14 +55,27 @@ def test_drift_is_detected_when_pages_are_fetched_concurrently(make_api, syncer)
     assert stats.window_rereads >= 1
 
 
-def test_window_halves_on_429_and_grows_back_by_one():
-    prefetcher = Prefetcher(session=None, max_concurrency=8)
-    prefetcher.observe(429)
-    assert prefetcher.window == 4
-    prefetcher.observe(429)
-    prefetcher.observe(429)
-    prefetcher.observe(429)
-    assert prefetcher.window == 1
-    for _ in range(1 + 2):
-        prefetcher.observe(200)
-    assert prefetcher.window == 3
+def test_window_halves_on_429_and_grows_back_by_one(demo_api):
+    with ApiClient(built_in_definition(), settings_for(demo_api, max_concurrency=8), SyncStats()) as client:
+        lookahead = client.lookahead
+        lookahead.observe(429)
+        assert lookahead.window == 4
+        lookahead.observe(429)
+        lookahead.observe(429)
+        lookahead.observe(429)
+        assert lookahead.window == 1
+        for _ in range(1 + 2):
+            lookahead.observe(200)
+        assert lookahead.window == 3
+
+
+def test_two_resources_request_each_page_once_within_the_cap(make_api, syncer):
+    """Both resources page the same API, one after the other, through one sync's lookahead."""
+    api = make_api(records=3000, days=3, latency_ms=20)
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    config["resources"].append({**copy.deepcopy(config["resources"][0]), "name": "resource_copy"})
+    stats = syncer.run(api, settings=settings_for(api, max_concurrency=4), definition=parse_definition(config, "test")[0])
+    assert 1 < api.max_in_flight <= 4
+    assert api.request_count(path="/v1/resource") == stats.pages == 2 * 31
+    assert_table_matches(syncer.db, api.all_records())
+    assert_table_matches(syncer.db, api.all_records(), table="analytics.resource_copy")

@@ -1,13 +1,13 @@
 """Offset paging that never skips or duplicates records silently."""
 
+import copy
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from analytics_assets.api_config import api_config
+from analytics_assets.api.definition import BUILT_IN_CONFIG, parse_definition
 from analytics_assets.errors import PaginationError
-from analytics_assets.pipeline import make_pipeline, sync
-from analytics_assets.source import Window, rest_api_source
+from analytics_assets.api.definition import Window
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum, table_rows
 
 
@@ -33,14 +33,12 @@ def test_repeated_page_stops_with_loop_guard(demo_api, syncer):
         syncer.run(demo_api)
 
 
-def test_endless_offsets_stop_at_the_page_limit(make_api, tmp_path):
+def test_endless_offsets_stop_at_the_page_limit(make_api, syncer):
     api = make_api(records=500, days=2, include_total=False)
-    settings = settings_for(api)
-    config = api_config(settings)
+    config = copy.deepcopy(BUILT_IN_CONFIG)
     config["resources"][0]["endpoint"]["paginator"]["max_pages"] = 3
-    source = rest_api_source(config, settings=settings)
     with pytest.raises(PaginationError, match="more than 3 pages"):
-        sync(make_pipeline(tmp_path / "w.duckdb", pipelines_dir=tmp_path / "p"), source)
+        syncer.run(api, definition=parse_definition(config, "test")[0])
 
 
 @pytest.mark.parametrize("include_total", [True, False])
@@ -96,4 +94,17 @@ def test_data_that_never_settles_fails_loudly(demo_api, syncer):
         demo_api.faults.on_page(page, lambda a: a.insert_record(dict(a.all_records()[0], id=-next(counter))))
     with pytest.raises(PaginationError, match="kept changing"):
         syncer.run(demo_api)
+    assert table_checksum(syncer.db) == before
+
+
+@pytest.mark.parametrize("concurrency", [1, 8], ids=["in_turn", "ahead"])
+def test_server_serving_fewer_records_than_its_total_fails_loudly(make_api, syncer, concurrency):
+    """351 reported, 350 served: loading the 350 would be a silently incomplete table."""
+    api = make_api(records=350, days=3, latency_ms=5)
+    syncer.run(api)
+    before = table_checksum(syncer.db)
+    api.update_record(2, name="changed-upstream")
+    api.config.total_bias = 1
+    with pytest.raises(PaginationError, match="350 records were served for a total of 351"):
+        syncer.run(api, settings=settings_for(api, max_concurrency=concurrency))
     assert table_checksum(syncer.db) == before

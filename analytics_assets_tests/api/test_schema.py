@@ -4,7 +4,7 @@ import duckdb
 import pytest
 
 from analytics_assets.errors import SchemaViolation
-from analytics_assets.schema import declared_columns
+from analytics_assets.api.definition import built_in_definition
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum, table_rows
 
 DUCKDB_TYPES = {"bigint": "BIGINT", "text": "VARCHAR", "double": "DOUBLE", "bool": "BOOLEAN",
@@ -18,7 +18,7 @@ def test_table_has_declared_types_and_not_nulls_even_when_pages_lack_fields(make
     syncer.run(api)
     with duckdb.connect(str(syncer.db), read_only=True) as connection:
         described = {row[0]: (row[1], row[2]) for row in connection.execute("DESCRIBE analytics.resource_name").fetchall()}
-    for column in declared_columns("resource_name"):
+    for column in built_in_definition().endpoint("resource_name").columns:
         assert described[column.name] == (DUCKDB_TYPES[column.data_type], "YES" if column.nullable else "NO")
 
 

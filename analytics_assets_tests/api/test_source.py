@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from analytics_assets.api_config import api_config
+from analytics_assets.api.definition import BUILT_IN_CONFIG, built_in_definition, parse_definition
 from analytics_assets.errors import MalformedResponse, MissingCredentials
-from analytics_assets.pipeline import make_pipeline, sync
-from analytics_assets.settings import SettingsError
-from analytics_assets.source import Window, rest_api_source
+from analytics_assets.settings import Settings, SettingsError
+from analytics_assets.warehouse.pipeline import load, make_pipeline
+from analytics_assets.api.definition import Window
 
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_rows
 
-SEED = Path(__file__).resolve().parents[1] / "docs" / "seed_config.md"
+SEED = Path(__file__).resolve().parents[2] / "docs" / "seed_config.md"
 
 
 def seed_code() -> str:
@@ -27,13 +27,13 @@ def test_seed_config_verbatim_loads_every_record(demo_api, tmp_path, monkeypatch
     import names our `rest_api_source`, and the base/token URLs point at the running API."""
     code = seed_code()
     assert '"type": "oauth2"' in code and '"token_url"' in code
-    code = code.replace("from dlt.sources.rest_api import rest_api_source", "from analytics_assets.source import rest_api_source")
+    code = code.replace("from dlt.sources.rest_api import rest_api_source", "from analytics_assets.api.source import rest_api_source")
     code = code.replace("https://api.example.com", demo_api.base_url)
     monkeypatch.setenv("CLIENT_ID", demo_api.config.client_id)  # dlt.secrets["client_id"]
     monkeypatch.setenv("CLIENT_SECRET", demo_api.config.client_secret)
     namespace: dict = {}
     exec(compile(code, str(SEED), "exec"), namespace)
-    sync(make_pipeline(tmp_path / "w.duckdb", pipelines_dir=tmp_path / "p"), namespace["source"])
+    load(make_pipeline(tmp_path / "w.duckdb", pipelines_dir=tmp_path / "p"), namespace["source"])
     assert_table_matches(tmp_path / "w.duckdb", demo_api.all_records())
 
 
@@ -41,7 +41,9 @@ def test_dlt_alone_rejects_the_seed_form(demo_api):
     """Why our entry point exists: dlt 1.31 refuses the seed's auth dict."""
     from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 
-    config = api_config(settings_for(demo_api))
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    config["client"] = {"base_url": demo_api.base_url, "auth": {
+        "type": "oauth2", "client_id": "id", "client_secret": "secret", "token_url": demo_api.token_url}}
     with pytest.raises(Exception, match="oauth2|token_url|auth"):
         dlt_rest_api_source(config)
 
@@ -58,25 +60,22 @@ def test_window_loads_exactly_the_days_records(demo_api, syncer):
     assert all(q["updated_since"] == days[1] + "T00:00:00Z" and q["updated_until"] == days[3] + "T00:00:00Z" for q in queries)
 
 
-def test_second_resource_is_one_more_config_entry(demo_api, tmp_path):
-    settings = settings_for(demo_api)
-    config = api_config(settings)
+def test_second_resource_is_one_more_config_entry(demo_api, syncer):
+    config = copy.deepcopy(BUILT_IN_CONFIG)
     extra = copy.deepcopy(config["resources"][0])
     extra["name"] = "resource_copy"
     config["resources"].append(extra)
-    stats_source = rest_api_source(config, settings=settings)
-    pipeline = make_pipeline(tmp_path / "w.duckdb", pipelines_dir=tmp_path / "p")
-    sync(pipeline, stats_source)
-    assert len(table_rows(tmp_path / "w.duckdb", "analytics.resource_copy")) == len(demo_api.all_records())
-    assert_table_matches(tmp_path / "w.duckdb", demo_api.all_records())
+    syncer.run(demo_api, definition=parse_definition(config, "test")[0])
+    assert len(table_rows(syncer.db, "analytics.resource_copy")) == len(demo_api.all_records())
+    assert_table_matches(syncer.db, demo_api.all_records())
     assert demo_api.tokens_issued == 1, "all resources share one token"
 
 
-def test_missing_secret_names_the_variable(demo_api, monkeypatch):
+def test_missing_secret_names_the_variable(demo_api, syncer, monkeypatch):
     monkeypatch.delenv("CLIENT_SECRET", raising=False)
-    settings = settings_for(demo_api, client_secret=None)
     with pytest.raises(MissingCredentials, match="ANALYTICS_CLIENT_SECRET"):
-        rest_api_source(api_config(settings), settings=settings)
+        syncer.run(demo_api, settings=settings_for(demo_api, client_secret=None))
+    assert demo_api.requests == []
 
 
 def test_credentials_from_dlt_secrets_when_not_passed(demo_api, syncer, monkeypatch):
@@ -88,10 +87,8 @@ def test_credentials_from_dlt_secrets_when_not_passed(demo_api, syncer, monkeypa
 
 @pytest.mark.parametrize("url", ["http://api.example.com", "ftp://127.0.0.1", "not a url"])
 def test_insecure_or_malformed_base_url_refused(url):
-    from analytics_assets.settings import ApiSettings
-
     with pytest.raises(SettingsError, match="ANALYTICS_API_BASE_URL"):
-        ApiSettings(base_url=url, token_url="https://api.example.com/oauth/token")
+        built_in_definition().urls(Settings(api_base_url=url))
 
 
 @pytest.mark.parametrize(

@@ -4,21 +4,22 @@ from datetime import datetime, timezone
 
 from dagster import AssetKey, build_schedule_context
 
-from analytics_assets.definitions import analytics_job, defs
+from analytics_assets.definitions import build_defs
+from analytics_assets.defs.jobs import JOB_NAME
 
 
 def test_job_covers_the_table_its_checks_and_the_summary():
-    job = defs.resolve_job_def(analytics_job.name)
+    job = build_defs().resolve_job_def(JOB_NAME)
     keys = {key for node in job.asset_layer.asset_graph.asset_nodes for key in [node.key]}
     assert {AssetKey(["analytics", "resource_name"]), AssetKey(["analytics", "resource_name_daily_summary"])} <= keys
     assert job.partitions_def is not None
 
 
 def test_schedule_materializes_yesterday_shortly_after_midnight_utc():
-    schedule = defs.resolve_schedule_def("analytics_daily")
+    schedule = build_defs().resolve_schedule_def("analytics_daily")
     assert schedule.cron_schedule == "15 0 * * *"
     assert schedule.execution_timezone == "UTC"
     context = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 0, 15, tzinfo=timezone.utc))
     requests = list(schedule.evaluate_tick(context).run_requests)
     assert [r.partition_key for r in requests] == ["2026-11-19"]
-    assert schedule.job_name == analytics_job.name
+    assert schedule.job_name == JOB_NAME

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -44,18 +45,35 @@ NO_TABLE = "<no table>"
 
 @dataclass
 class Tally:
-    """Scenarios (test items of this folder) that ran, those that passed, rows compared."""
+    """What the scenarios of this folder proved: which ran and passed, of what kind, and how many
+    rows were compared with the server after a scenario's own run (loads that only prime a table
+    for a scenario are not counted)."""
 
     rows: int = 0
     ran: set = field(default_factory=set)
     passed: set = field(default_factory=set)
+    kinds: dict = field(default_factory=dict)  # nodeid -> kind, see KINDS
 
 
 TALLY = Tally()
+# A scenario's kind, by the fixtures it uses: a materialization (through Dagster, in process or in
+# a `dagster asset materialize` process) compares the table with the server, row by row, or with
+# its checksum before the run; the others check settings without running anything.
+KINDS = {"harness": "materialization", "harness_for": "materialization", "dagster_api": "materialization",
+         "processes": "materialization"}
 
 
 def _is_reliability(nodeid: str) -> bool:
     return "analytics_assets_tests/reliability/" in nodeid.replace("\\", "/")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _is_reliability(item.nodeid):
+        uses = [KINDS[name] for name in getattr(item, "fixturenames", ()) if name in KINDS]
+        kind = uses[0] if uses else "settings check without a run"
+        if "test_secrets.py" in item.nodeid:
+            kind = "secret-hygiene run (no rows compared)"
+        TALLY.kinds[item.nodeid] = kind
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -70,8 +88,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    by_kind = Counter(TALLY.kinds.get(nodeid, "settings check without a run") for nodeid in TALLY.ran)
+    kinds = "; ".join(f"{kind}: {count}" for kind, count in sorted(by_kind.items()))
     terminalreporter.write_line(
-        f"reliability: {len(TALLY.ran)} scenarios run, {len(TALLY.passed)} passed, {TALLY.rows} rows compared"
+        f"reliability: {len(TALLY.ran)} scenarios run ({kinds}), {len(TALLY.passed)} passed, "
+        f"{TALLY.rows} rows of tables compared with the server after the scenarios' own runs"
     )
 
 
@@ -136,23 +157,25 @@ def checksum_or_absent(db: Path) -> str:
     return table_checksum(db) if table_exists(db) else NO_TABLE
 
 
-def assert_matches_server(db: Path, expected: list[dict]) -> int:
-    """Outcome (a)'s comparison, counted: the table equals `expected` row by row, no duplicates."""
+def assert_matches_server(db: Path, expected: list[dict], count: bool = True) -> int:
+    """Outcome (a)'s comparison: the table equals `expected` row by row, no duplicates. Counted in
+    the tally unless it only checks a table a scenario starts from."""
     assert table_exists(db), "outcome (a) expected, but there is no table analytics.resource_name"
     assert duplicate_ids(db) == [], f"duplicated ids in the table: {duplicate_ids(db)}"
     assert_table_matches(db, expected)
-    TALLY.rows += len(expected)
+    if count:
+        TALLY.rows += len(expected)
     return len(expected)
 
 
-def assert_succeeded(result: Any, db: Path, expected: list[dict]) -> int:
+def assert_succeeded(result: Any, db: Path, expected: list[dict], count: bool = True) -> int:
     """Outcome (a). Any other outcome fails with what actually happened."""
     failures = step_failures(result)
     assert result.success and not failures, (
         "expected outcome (a), a successful run; it failed instead:\n"
         + "\n".join(f"[{step}] {text[:1500]}" for step, text in failures)
     )
-    return assert_matches_server(db, expected)
+    return assert_matches_server(db, expected, count)
 
 
 def assert_failed(result: Any, db: Path, words: tuple[str, ...] | list[str], before: str) -> str:
@@ -204,7 +227,7 @@ class Harness:
     def prime(self, first: str, last: Optional[str] = None, change_upstream: bool = True) -> str:
         """Materialize the window, check it landed, then change one of its records upstream so
         that any commit by the next run would show. Returns the table's checksum."""
-        self.succeeded(self.run(first, last), first, last)
+        assert_succeeded(self.run(first, last), self.db, self.expected(first, last), count=False)
         if change_upstream:
             victim = self.expected(first, last)[-1]
             self.changes += 1
@@ -245,8 +268,8 @@ def set_api_env(monkeypatch: pytest.MonkeyPatch, api: DemoApi, db: Path) -> None
     monkeypatch.setenv("ANALYTICS_CLIENT_ID", api.config.client_id)
     monkeypatch.setenv("ANALYTICS_CLIENT_SECRET", api.config.client_secret)
     monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", str(db))
-    monkeypatch.setenv("ANALYTICS_BACKOFF_FACTOR", str(FAST_RETRY.backoff_factor))
-    monkeypatch.setenv("ANALYTICS_HTTP_TIMEOUT", str(FAST_RETRY.timeout))
+    monkeypatch.setenv("ANALYTICS_BACKOFF_FACTOR", str(FAST_RETRY["backoff_factor"]))
+    monkeypatch.setenv("ANALYTICS_HTTP_TIMEOUT", str(FAST_RETRY["http_timeout"]))
     monkeypatch.delenv("ANALYTICS_TOKEN_URL", raising=False)
 
 
@@ -363,10 +386,10 @@ def make_dagster_home(path: Path) -> Path:
 
     path.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "dagster.yaml", path / "dagster.yaml")
-    from analytics_assets.pool import prepare_pool
+    from analytics_assets.warehouse.pool import create_pool
 
     with DagsterInstance.from_config(str(path)) as instance:  # created once, before runs race
-        prepare_pool(instance)
+        create_pool(instance, "duckdb_writer", 1)
     return path
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from analytics_assets.settings import SettingsError, api_settings_from_env
+from types import SimpleNamespace
+
+from analytics_assets.api.definition import built_in_definition
+from analytics_assets.settings import Settings, SettingsError
 from analytics_assets_tests.reliability.conftest import Harness
 
 BASE = "ANALYTICS_API_BASE_URL"
@@ -16,7 +19,9 @@ API = "https://api.example.com"
 
 
 def settings(**env: str):
-    return api_settings_from_env({BASE: API, **env})
+    resolved = Settings.from_env({BASE: API, **env})
+    base_url, token_url = built_in_definition().urls(resolved)
+    return SimpleNamespace(base_url=base_url, token_url=token_url, settings=resolved)
 
 
 def refused(variable: str, *words: str, **env: str) -> str:
@@ -57,11 +62,21 @@ def test_valid_base_urls_are_accepted(url: str) -> None:
 
 @pytest.mark.parametrize(
     "token_url",
-    ["https://idp.example.com/oauth/token", "https://api.example.com@evil.example/oauth/token",
-     "https://api.example.com.evil.example/oauth/token"],
+    ["https://idp.example.com/oauth/token", "https://api.example.com.evil.example/oauth/token",
+     "https://API.example.com.evil.example./oauth/token"],
 )
 def test_token_url_on_another_host_is_refused(token_url: str) -> None:
     refused(TOKEN, ALLOWED, "only sent to the API's own host", **{TOKEN: token_url})
+
+
+@pytest.mark.parametrize("variable, url", [
+    (TOKEN, "https://api.example.com@evil.example/oauth/token"),
+    (TOKEN, "https://client-id:S3cr3t@api.example.com/oauth/token"),
+    (BASE, "https://user:S3cr3t@api.example.com"),
+])
+def test_credentials_in_a_url_are_refused_without_quoting_them(variable: str, url: str) -> None:
+    message = refused(variable, "credentials", "ANALYTICS_CLIENT_SECRET", **{variable: url})
+    assert "S3cr3t" not in message and "api.example.com@" not in message
 
 
 @pytest.mark.parametrize("allowed", ["idp.example.com", "login.example.com, idp.example.com"])
@@ -104,7 +119,7 @@ def test_nan_timeout_is_refused() -> None:
 
 
 def test_zero_retries_is_a_valid_policy() -> None:
-    assert settings(ANALYTICS_MAX_RETRIES="0").retry.max_attempts == 1
+    assert settings(ANALYTICS_MAX_RETRIES="0").settings.max_attempts == 1
 
 
 # --- through a Dagster run -----------------------------------------------------------------------

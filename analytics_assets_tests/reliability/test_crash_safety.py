@@ -33,7 +33,7 @@ POOL = "duckdb_writer"
 
 def run_folders(db: Path) -> set[Path]:
     """dlt's per-run working folders (`<duckdb dir>/dlt_pipelines/<run_id>/<pipeline>`)."""
-    return set((db.parent / "dlt_pipelines").glob("*/*"))
+    return {path for path in (db.parent / "dlt_pipelines").glob("*/*") if path.is_dir()}
 
 
 def packages(folder: Path, stage: str) -> list[Path]:
@@ -106,7 +106,7 @@ def test_sigkill_leaves_the_table_and_the_next_run_converges(
         # Stopped too late (the merge had started): the table is all old or all new, never a mix;
         # take the new state as the baseline and try again.
         if table_checksum(db) != before:
-            assert_matches_server(db, harness.expected(PARTITION))
+            assert_matches_server(db, harness.expected(PARTITION), count=False)
         before = harness.prime(PARTITION)
     else:
         pytest.fail(f"could not stop the run at {point!r} before its merge in 3 attempts")

@@ -1,8 +1,9 @@
 """The writer pool: steps that write the warehouse queue for its slots.
 
-On DuckDB it is `duckdb_writer` with one slot: one step at a time touches the file. On a shared
-warehouse (PostgreSQL and the others) it is `warehouse_writer`, its limit from configuration
-(ANALYTICS_WRITER_POOL_LIMIT, the resource's `writer_pool_limit`, or the instance's pool limit).
+On DuckDB it is `duckdb_writer`, which must have one slot: one step at a time touches the file. On a
+shared warehouse it is `warehouse_writer`. A pool's limit is the instance's to keep: it is set once,
+when the pool is first created (ANALYTICS_WRITER_POOL_LIMIT, else the instance's default), and never
+overwritten, so `dagster instance concurrency set` holds.
 
 A pool slot is released when its run ends. A run whose process was killed outright (SIGKILL, an
 out-of-memory kill) never ends by itself when nothing monitors it, as with `dagster asset
@@ -19,31 +20,22 @@ from typing import Optional
 
 from dagster import DagsterEventType, DagsterInstance
 
-def writer_pool(destination: str) -> str:
-    return "duckdb_writer" if destination == "duckdb" else "warehouse_writer"
 
-
-def writer_pool_limit(destination: str, configured: Optional[int] = None) -> Optional[int]:
-    """DuckDB has one writer whatever is configured; elsewhere the configured limit, or None for
-    the instance's own."""
-    return 1 if destination == "duckdb" else configured
-
-
-def prepare_pool(instance: DagsterInstance, pool: str = "duckdb_writer", limit: Optional[int] = None) -> None:
+def create_pool(instance: DagsterInstance, pool: str, limit: Optional[int] = None) -> Optional[int]:
     """Allocate the pool's slots once, before runs start: `limit`, else the instance's default.
+    Returns the pool's limit.
 
     Dagster allocates a pool's default slots lazily, on the first claim; on a fresh instance two
-    runs claiming at the same moment each allocated one, and both wrote at once (seen in CI).
-    """
+    runs claiming at the same moment each allocated one, and both wrote at once (seen in CI)."""
     storage = instance.event_log_storage
-    if limit is None:
-        # Once only: Dagster's initializer inserts and catches the duplicate key, which on a
-        # PostgreSQL-backed instance aborts its own transaction.
-        known = {p.name for p in storage.get_pool_limits()}
-        if pool not in known and instance.global_op_concurrency_default_limit is not None:
+    if pool not in {p.name for p in storage.get_pool_limits()}:
+        if limit is not None:
+            storage.set_concurrency_slots(pool, limit)
+        elif instance.global_op_concurrency_default_limit is not None:
+            # Once only: Dagster's initializer inserts and catches the duplicate key, which on a
+            # PostgreSQL-backed instance aborts its own transaction.
             storage.initialize_concurrency_limit_to_default(pool)
-    elif storage.get_concurrency_info(pool).slot_count != limit:
-        storage.set_concurrency_slots(pool, limit)
+    return storage.get_concurrency_info(pool).slot_count
 
 
 def release_slots_of_dead_runs(instance: DagsterInstance, pool: str) -> list[str]:

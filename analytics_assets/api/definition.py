@@ -1,0 +1,293 @@
+"""The API definition: a dlt `rest_api` config dict, read once into what this project needs, and
+the window a run asks it for.
+
+The built-in definition is the seed's config dict, with the seed's neutral schema declared as dlt
+column hints and the window declared as the endpoint's `incremental`. Names, asset specs, column
+metadata and checks are derived from the dict itself: nothing is built to learn them.
+
+Where requests, and above all credentials, may go is decided here too, with the URL parser that
+connects: requests hands URLs to urllib3, so they are checked with urllib3's own `parse_url`. A
+second parser (`urllib.parse`) can read the same text as another host (`http://evil\\@127.0.0.1/`
+is `127.0.0.1` to one and `evil` to the other); anything either could read two ways is refused
+outright: backslashes, whitespace and control characters, and credentials in the URL.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Mapping, Optional
+
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
+
+from ..settings import Settings, SettingsError
+
+BUILT_IN = "the built-in API definition"
+DEFAULT_TOKEN_PATH = "/oauth/token"
+
+BUILT_IN_CONFIG: dict[str, Any] = {
+    "client": {"auth": {"type": "oauth2"}},
+    "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+    "resources": [
+        {
+            "name": "resource_name",
+            "endpoint": {
+                "path": "/v1/resource",
+                "data_selector": "data",
+                "paginator": {"type": "offset", "limit": 100},
+                "incremental": {"start_param": "updated_since", "end_param": "updated_until",
+                                "cursor_path": "updated_at", "value_format": "iso8601"},
+            },
+            "columns": {
+                "id": {"data_type": "bigint", "nullable": False, "description": "Primary key of the record in the API."},
+                "name": {"data_type": "text", "nullable": False, "description": "Display name of the record."},
+                "category": {"data_type": "text", "nullable": True, "description": "Category the record belongs to."},
+                "metric_value": {"data_type": "double", "nullable": True, "description": "The record's measured value."},
+                "event_count": {"data_type": "bigint", "nullable": True,
+                                "description": "Number of events counted for the record."},
+                "is_active": {"data_type": "bool", "nullable": True, "description": "Whether the record is active."},
+                "properties": {"data_type": "json", "nullable": True,
+                               "description": "Free-form attributes, kept as one JSON column."},
+                "created_at": {"data_type": "timestamp", "nullable": False,
+                               "description": "When the record was created (UTC)."},
+                "updated_at": {"data_type": "timestamp", "nullable": False,
+                               "description": "When the record last changed (UTC); partitions filter on it."},
+            },
+        }
+    ],
+}
+
+DEFAULT_INCREMENTAL = BUILT_IN_CONFIG["resources"][0]["endpoint"]["incremental"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Half-open `[start, end)`, both aware and in UTC."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of_days(cls, first: date | str, last: date | str | None = None) -> "Window":
+        """The days `first`..`last` (inclusive), as daily partitions name them."""
+        first_day = date.fromisoformat(first) if isinstance(first, str) else first
+        last_day = (date.fromisoformat(last) if isinstance(last, str) else last) if last else first_day
+        start = datetime.combine(first_day, datetime.min.time(), timezone.utc)
+        return cls(start, datetime.combine(last_day, datetime.min.time(), timezone.utc) + timedelta(days=1))
+
+    @property
+    def days(self) -> list[str]:
+        """The partition keys of the whole days in the window."""
+        day, keys = self.start.date(), []
+        while datetime.combine(day, datetime.min.time(), timezone.utc) < self.end:
+            keys.append(day.isoformat())
+            day += timedelta(days=1)
+        return keys
+
+    def __str__(self) -> str:
+        return f"[{self.start:%Y-%m-%d %H:%M}, {self.end:%Y-%m-%d %H:%M}) UTC"
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Scheme, host and port: what a redirect must keep and what the token-host rule compares."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+def check_url(url: object, setting: str) -> str:
+    """`url` as urllib3 normalises it, or SettingsError naming `setting`. A URL holding credentials
+    is refused without being quoted."""
+    example = "an http(s) URL such as https://api.example.com"
+    if not isinstance(url, str) or not url:
+        raise SettingsError(f"{setting} must be {example}; got {url!r}.")
+    if any(char == "\\" or char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        raise SettingsError(f"{setting} must be {example}, without backslashes, spaces or control characters; "
+                            f"got {_quoted(url)}.")
+    try:
+        parsed = parse_url(url)
+    except LocationParseError:
+        raise SettingsError(f"{setting} must be {example}; got {_quoted(url)}.") from None
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.host:
+        raise SettingsError(f"{setting} must be {example}; got {_quoted(url)}.")
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
+        raise SettingsError(
+            f"{setting}={_quoted(url)} uses plain http to a non-loopback host: client credentials and tokens "
+            "would travel in clear text. Use https (plain http is allowed only for 127.0.0.1/localhost, "
+            "e.g. the bundled demo API)."
+        )
+    if parsed.auth is not None:
+        raise SettingsError(
+            f"{setting} holds credentials (user:password@) in the URL; they would be logged and stored. "
+            "Remove them: the client id and secret go in ANALYTICS_CLIENT_ID / ANALYTICS_CLIENT_SECRET."
+        )
+    return parsed.url
+
+
+def origin(url: str) -> Origin:
+    parsed = parse_url(url)
+    scheme = (parsed.scheme or "").lower()
+    return Origin(scheme, _host(parsed.host or ""), parsed.port or DEFAULT_PORTS.get(scheme, 0))
+
+
+def host_of(url: str) -> str:
+    return origin(url).host
+
+
+def is_loopback(host: str) -> bool:
+    host = _host(host)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host(host: str) -> str:
+    """Hosts compare case-insensitively and without the DNS root's trailing dot."""
+    return host.lower().rstrip(".")
+
+
+def _quoted(url: str) -> str:
+    """The URL for a message, with anything before an `@` in its authority masked."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return repr(f"{scheme}{sep}{authority}{slash}{path}" if sep else url)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A declared column, as a dlt column hint states it."""
+
+    name: str
+    data_type: str
+    nullable: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """How an endpoint filters by the window: dlt's `incremental` keys, and how values are written."""
+
+    start_param: str
+    end_param: str
+    cursor_path: str
+    value_format: str = "iso8601"
+
+    def params(self, window: Window) -> dict[str, Any]:
+        return {self.start_param: _format(window.start, self.value_format),
+                self.end_param: _format(window.end, self.value_format)}
+
+
+def _format(moment: datetime, value_format: str) -> Any:
+    moment = moment.astimezone(timezone.utc)
+    if value_format == "epoch_seconds":
+        return int(moment.timestamp())
+    if value_format == "epoch_millis":
+        return int(moment.timestamp() * 1000)
+    if value_format == "date":
+        return moment.date().isoformat()
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One configured resource: a table, an asset, an external API asset and their checks."""
+
+    name: str
+    path: str
+    primary_key: str
+    columns: tuple[Column, ...]
+    incremental: Incremental
+
+    @property
+    def required(self) -> list[str]:
+        return [column.name for column in self.columns if not column.nullable]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    client_id: Optional[str]
+    client_secret: Optional[str]
+
+
+@dataclass(frozen=True)
+class ApiDefinition:
+    """The config dict (without credentials), where it came from, and its endpoints."""
+
+    config: Mapping[str, Any]
+    origin: str
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [endpoint.name for endpoint in self.endpoints]
+
+    def endpoint(self, name: str) -> Endpoint:
+        return next(endpoint for endpoint in self.endpoints if endpoint.name == name)
+
+    def urls(self, settings: Settings) -> tuple[str, str]:
+        """The base URL and token URL a run uses: a variable that is set wins over the config.
+
+        The client secret goes to the token URL, so it must be on the API's host, or on a host the
+        deployment lists in ANALYTICS_ALLOWED_TOKEN_HOSTS."""
+        client = self.config["client"]
+        base_url = settings.api_base_url or client.get("base_url")
+        if not base_url:
+            raise SettingsError(
+                "ANALYTICS_API_BASE_URL is not set: set it to the analytics API's base URL (or `client.base_url` "
+                "in the API config; `analytics-assets demo`/`dev` start the bundled demo API and set it)."
+            )
+        base_url = check_url(base_url, "ANALYTICS_API_BASE_URL")
+        auth = client.get("auth") or {}
+        token_url = settings.token_url or auth.get("token_url") or auth.get("access_token_url")
+        token_url = check_url(token_url or base_url.rstrip("/") + DEFAULT_TOKEN_PATH, "ANALYTICS_TOKEN_URL")
+        token_host, api_host = host_of(token_url), host_of(base_url)
+        if token_host != api_host and token_host not in settings.allowed_token_hosts:
+            raise SettingsError(
+                f"ANALYTICS_TOKEN_URL points at host {token_host!r}, not the API host {api_host!r}: client "
+                "credentials are only sent to the API's own host. If this identity provider is intended, "
+                "list it in ANALYTICS_ALLOWED_TOKEN_HOSTS."
+            )
+        return base_url, token_url
+
+
+def built_in_definition() -> ApiDefinition:
+    return parse_definition(BUILT_IN_CONFIG, BUILT_IN)[0]
+
+
+def parse_definition(config: Mapping[str, Any], origin: str) -> tuple[ApiDefinition, Credentials]:
+    """The definition of a rest_api config dict, and the credentials it holds (the seed's dict
+    holds them; the definition keeps none)."""
+    config = copy.deepcopy(dict(config))
+    auth = config.setdefault("client", {}).get("auth") or {}
+    credentials = Credentials(auth.pop("client_id", None), auth.pop("client_secret", None))
+    defaults = config.get("resource_defaults") or {}
+    endpoints = tuple(_endpoint(resource, defaults) for resource in config["resources"])
+    return ApiDefinition(config, origin, endpoints), credentials
+
+
+def _endpoint(resource: Mapping[str, Any], defaults: Mapping[str, Any]) -> Endpoint:
+    endpoint = {**(defaults.get("endpoint") or {}), **(resource.get("endpoint") or {})}
+    columns = {**(defaults.get("columns") or {}), **(resource.get("columns") or {})}
+    return Endpoint(
+        name=resource["name"],
+        path=endpoint.get("path", resource["name"]),
+        primary_key=resource.get("primary_key", defaults.get("primary_key", "id")),
+        columns=tuple(
+            Column(name, hint["data_type"], hint.get("nullable", True), hint.get("description", ""))
+            for name, hint in columns.items()
+        ),
+        incremental=Incremental(**{**DEFAULT_INCREMENTAL, **(endpoint.get("incremental") or {})}),
+    )

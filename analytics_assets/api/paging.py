@@ -1,0 +1,222 @@
+"""Pages: their bodies checked and decoded once, and offset paging that never loses or duplicates a
+record silently.
+
+dlt's `OffsetPaginator` advances by `limit` (a server that caps pages below it makes it skip
+records), stops only on `total` or an empty page, and cannot notice records entering or leaving
+the window while it pages. `SafeOffsetPaginator` advances by what was actually served, stops on
+`total`, `has_more` or a short page, and guards against loops.
+
+Drift: every page after the first starts one record early, at the last record already read. If a
+record before the offset left or entered the window meanwhile, that overlap record is a different
+one, and the rows under the offsets have shifted: the window is read again from the start (a
+bounded number of times), and the duplicates this brings into the load are settled by the merge's
+dedup on the newest cursor value. Within a read `total` must not change, and the read must end
+with exactly as many records as `total`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional
+
+from requests import Request, Response
+
+from dlt.common import jsonpath
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+
+from ..errors import MalformedResponse, PaginationError
+from .http import Lookahead, RequestKey, where
+from .records import SyncStats
+
+DEFAULT_MAX_PAGES = 100_000
+DEFAULT_MAX_PASSES = 3
+
+def page_check(data_selector: str) -> Callable[..., Response]:
+    """A dlt response action: a page must be a JSON object with a list under `data_selector`.
+
+    dlt would otherwise fail on invalid JSON with a bare decoder error, and load zero rows without
+    a word when the selector finds nothing.
+    """
+
+    def check(response: Response, *args: Any, **kwargs: Any) -> Response:
+        if response.status_code >= 300:
+            return response
+        content_type = response.headers.get("Content-Type", "")
+        try:
+            payload = response.json()
+        except ValueError:
+            kind = "an HTML page" if "html" in content_type else "invalid JSON"
+            raise MalformedResponse(where(response.request), f"{kind} (Content-Type {content_type or 'missing'!r})") from None
+        if not isinstance(payload, dict) or data_selector not in payload:
+            raise MalformedResponse(where(response.request), f"no `{data_selector}` key in the response body")
+        if not isinstance(payload[data_selector], list):
+            raise MalformedResponse(where(response.request), f"`{data_selector}` is not a list of records")
+        total = payload.get("total")
+        if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
+            raise MalformedResponse(where(response.request), f"`total` is not a whole number ({str(total)[:20]!r})")
+        return response
+
+    return check
+
+
+@dataclass(frozen=True)
+class OffsetPaging:
+    """An `offset` paginator's options: dlt's names, plus two bounds of ours."""
+
+    limit: int = 100
+    offset: int = 0
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    total_path: str = "total"
+    has_more_path: str = "has_more"
+    max_pages: int = DEFAULT_MAX_PAGES  # pages of one read of a window that never ends
+    max_passes: int = DEFAULT_MAX_PASSES  # reads of a window whose data keeps changing
+
+
+class SafeOffsetPaginator(BasePaginator):
+    """Offset paging by what was served, with a one-record overlap, drift detection and re-reads;
+    `lookahead`, when given, has the pages that follow requested ahead once `total` is known."""
+
+    def __init__(self, resource: str, paging: OffsetPaging, stats: SyncStats,
+                 lookahead: Optional[Lookahead] = None) -> None:
+        super().__init__()
+        self.resource = resource
+        self.paging = paging
+        self.stats = stats
+        self.lookahead = lookahead
+        self.total_path = _reader(paging.total_path)
+        self.has_more_path = _reader(paging.has_more_path)
+        self.template: Optional[Request] = None
+        self.ahead: dict[int, RequestKey] = {}  # offset -> the request sent ahead for it
+
+    def init_request(self, request: Request) -> None:
+        self._has_next_page = True
+        self.passes = 1
+        self._start_pass()
+        self.update_request(request)
+
+    def _start_pass(self) -> None:
+        self.offset = self.paging.offset  # records of this read so far, from the start
+        self.pages = 0
+        self.first_total: Optional[int] = None
+        self.last_id: Any = None
+        self.previous_ids: Optional[List[Any]] = None
+        self.widest_page = 0
+        self.drift: Optional[str] = None
+
+    def update_request(self, request: Request) -> None:
+        if request.params is None:
+            request.params = {}
+        request.params[self.paging.offset_param] = self._next_offset()
+        request.params[self.paging.limit_param] = self.paging.limit
+        self.template = request
+
+    def _next_offset(self) -> int:
+        overlap = 1 if self.pages and self.last_id is not None else 0
+        return self.offset - overlap
+
+    def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
+        data = data if data is not None else []
+        payload = response.json()
+        total = self.total_path(payload)
+        has_more = self.has_more_path(payload)
+        ids = [record.get("id") for record in data if isinstance(record, dict)]
+        self._guard_loops(ids)
+        raw_length = len(data)
+        if self.pages and self.last_id is not None:
+            if not ids or ids[0] != self.last_id:
+                self.drift = f"the record at offset {self.offset - 1} is no longer id {self.last_id}"
+            else:
+                del data[0]  # the overlap record: already read; dlt yields this same list
+        self.pages += 1
+        self.offset += len(data)
+        self.widest_page = max(self.widest_page, raw_length)
+        if data and isinstance(data[-1], dict):
+            self.last_id = data[-1].get("id")
+
+        if total is not None and self.first_total is None:
+            self.first_total = total
+            self.stats.of(self.resource).api_total = total
+        elif total is not None and total != self.first_total:
+            # Pages fetched ahead arrive out of order: the total of one page alone cannot tell
+            # whether records entered the window meanwhile, a change of it can.
+            self.drift = self.drift or f"the window's total changed from {self.first_total} to {total}"
+        if self.drift:
+            done = True
+        elif total is not None:
+            done = self.offset >= total or not data
+            if done and self.offset != total:
+                self.drift = f"{self.offset} records were served for a total of {total}"
+        elif isinstance(has_more, bool):
+            done = not has_more
+        else:
+            # A page shorter than the widest seen ends the window; a server-side cap below
+            # `limit` makes every page short, so the widest page, not `limit`, is the yardstick.
+            done = not data or raw_length < self.widest_page
+        if self.drift:
+            data.clear()  # read again from the start: this page is not loaded, nor counted
+        if done:
+            self._finish_pass()
+        elif self.lookahead is not None and total is not None:
+            self._request_ahead(total)
+
+    def _request_ahead(self, total: int) -> None:
+        """Ask for the pages that follow, assuming each brings as many records as the widest so
+        far; a wrong guess only costs the request, never a row."""
+        step = max(1, self.widest_page - 1)
+        upcoming = range(self._next_offset(), total - 1, step)
+        self.lookahead.drop(self.ahead.pop(offset) for offset in list(self.ahead) if offset not in upcoming)
+        wanted = [offset for offset in upcoming[: self.lookahead.depth] if offset not in self.ahead]
+        keys = self.lookahead.send_ahead(self.template, (self._request_at(offset) for offset in wanted))
+        self.ahead.update(zip(wanted, keys))
+
+    def _request_at(self, offset: int) -> Request:
+        t = self.template
+        params = {**t.params, self.paging.offset_param: offset, self.paging.limit_param: self.paging.limit}
+        return Request(method=t.method, url=t.url, params=params)
+
+    def _guard_loops(self, ids: List[Any]) -> None:
+        if ids and ids == self.previous_ids:
+            raise PaginationError(
+                f"The page at offset {self.offset} of {self.resource} repeats the previous page "
+                f"(ids {ids[0]}..{ids[-1]}): the API does not seem to honour "
+                f"`{self.paging.offset_param}`. Stopped to avoid an endless loop; check the paginator "
+                "configuration."
+            )
+        if self.pages >= self.paging.max_pages:
+            raise PaginationError(
+                f"{self.resource}: more than {self.paging.max_pages} pages without reaching the end "
+                "(no `total`, `has_more` or short page); stopped to avoid an endless loop."
+            )
+        self.previous_ids = ids
+
+    def _finish_pass(self) -> None:
+        if self.lookahead is not None:
+            self.lookahead.drop(self.ahead.values())
+            self.ahead.clear()
+        if self.drift is None:
+            self._has_next_page = False
+            return
+        if self.passes >= self.paging.max_passes:
+            raise PaginationError(
+                f"The data of {self.resource} kept changing while it was paged ({self.drift}) in "
+                f"{self.passes} reads of the window; records would have been skipped or duplicated, "
+                "so nothing was written. Run again when the API is quieter."
+            )
+        self.passes += 1
+        self.stats.restart_window(self.resource)
+        self._start_pass()
+
+
+def _reader(path: str) -> Callable[[Any], Any]:
+    """The value at a JSON path of a page, None if absent; a plain key is read directly (a JSONPath
+    lookup costs more than the rest of a page's paging)."""
+    if path.isidentifier():
+        return lambda payload: payload.get(path) if isinstance(payload, dict) else None
+    compiled = jsonpath.compile_path(path)
+
+    def read(payload: Any) -> Any:
+        values = jsonpath.find_values(compiled, payload) if isinstance(payload, dict) else []
+        return values[0] if values else None
+
+    return read

@@ -1,0 +1,473 @@
+"""The records of a sync: every page counted, checked against the declared schema (a resource's
+`columns`) and handed to dlt, and what the sync did, for metadata and progress logs.
+
+dlt's schema contracts do not cover nullability and report violations without the record's id, so
+records are checked here, during extraction, before anything reaches the destination: a violation
+fails the run with nothing committed. Fed dicts, dlt normalises row by row (see the README's
+performance figures: dlt's defaults are several times slower); fed Arrow tables of the declared
+schema it writes parquet directly.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import orjson
+import pyarrow as pa
+from typing_extensions import Self
+
+from ..errors import SchemaViolation
+from .definition import Endpoint
+
+
+ProgressSink = Callable[[str], None]
+
+
+@dataclass
+class ResourceCounts:
+    """One resource's figures for the current read of its window (a re-read starts them over)."""
+
+    records: int = 0
+    api_total: Optional[int] = None
+    by_day: Counter = field(default_factory=Counter)  # UTC day of the cursor value -> records
+
+
+@dataclass
+class SyncStats:
+    """Counters shared by the HTTP layer, the paginators and the record checks of one sync."""
+
+    progress: Optional[ProgressSink] = None
+    progress_interval: float = 10.0
+    pages: int = 0
+    records: int = 0
+    requests: int = 0
+    retries: int = 0
+    retry_wait_seconds: float = 0.0
+    throttle_wait_seconds: float = 0.0
+    token_refreshes: int = 0
+    window_rereads: int = 0
+    resources: dict[str, ResourceCounts] = field(default_factory=dict)
+    # Primary keys of every record handed to dlt, re-reads included, per resource: the distinct
+    # count is what the load must hold (8 bytes an id while the sync runs).
+    ids: dict[str, list] = field(default_factory=dict)
+    drift_columns: dict[str, set] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _last_report: float = field(default_factory=time.monotonic, repr=False)
+
+    def __deepcopy__(self, memo: dict) -> Self:
+        """One per sync by design: dlt deep-copies the config it validates, and a copy would split
+        the sync's figures."""
+        return self
+
+    def add(self, **increments: float) -> None:
+        with self._lock:
+            for name, value in increments.items():
+                setattr(self, name, getattr(self, name) + value)
+        self._maybe_report()
+
+    def of(self, resource: str) -> ResourceCounts:
+        with self._lock:
+            return self.resources.setdefault(resource, ResourceCounts())
+
+    def page_fetched(self, resource: str, records: int) -> None:
+        counts = self.of(resource)
+        with self._lock:
+            self.pages += 1
+            self.records += records
+            counts.records += records
+        self._maybe_report()
+
+    def days_fetched(self, resource: str, days: Counter) -> None:
+        """Records per UTC day of their cursor value (None where it has none)."""
+        counts = self.of(resource)
+        with self._lock:
+            counts.by_day.update(days)
+
+    def ids_fetched(self, resource: str, ids: Any) -> None:
+        with self._lock:
+            self.ids.setdefault(resource, []).append(ids)
+
+    def distinct_ids(self, resource: str) -> int:
+        import pyarrow as pa
+        import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
+
+        chunks = self.ids.get(resource, [])
+        try:
+            return pc.count_distinct(pa.chunked_array([pa.array(c) for c in chunks], pa.int64())).as_py() \
+                if chunks else 0
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # keys that are not integers
+            return len({key for chunk in chunks for key in (chunk.to_pylist() if isinstance(chunk, pa.Array) else chunk)})
+
+    def restart_window(self, resource: str) -> None:
+        """A re-read starts from scratch: what the abandoned read counted no longer proves anything."""
+        with self._lock:
+            self.window_rereads += 1
+            self.resources[resource] = ResourceCounts()
+
+    def note_drift(self, resource: str, columns: set) -> None:
+        with self._lock:
+            self.drift_columns.setdefault(resource, set()).update(columns)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.elapsed if self.elapsed > 0 else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.pages} pages, {self.records} records fetched in {self.elapsed:.1f} s "
+            f"({self.records_per_second:,.0f} records/s); {self.retries} retries, "
+            f"{self.retry_wait_seconds + self.throttle_wait_seconds:.1f} s waited "
+            f"({self.throttle_wait_seconds:.1f} s on 429/Retry-After), "
+            f"{self.token_refreshes} token refreshes"
+        )
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "pages_fetched": self.pages,
+            "records_fetched": self.records,
+            "http_requests": self.requests,
+            "retries": self.retries,
+            "seconds_waited_on_retries": round(self.retry_wait_seconds, 3),
+            "seconds_waited_on_429_retry_after": round(self.throttle_wait_seconds, 3),
+            "token_refreshes": self.token_refreshes,
+            "window_rereads": self.window_rereads,
+            "records_per_second": round(self.records_per_second, 1),
+            "fetch_seconds": round(self.elapsed, 3),
+        }
+
+    def _maybe_report(self) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_report < self.progress_interval:
+                return
+            self._last_report = now
+        self.progress("sync in progress: " + self.summary())
+
+
+def column_hints(endpoint: Endpoint) -> dict[str, dict[str, Any]]:
+    """dlt column hints, so the table has the declared types and NOT NULLs from its first load.
+    Timestamps keep their time zone, and duplicate ids inside one load keep the newest cursor value."""
+    hints: dict[str, dict[str, Any]] = {}
+    for column in endpoint.columns:
+        hint: dict[str, Any] = {"name": column.name, "data_type": column.data_type, "nullable": column.nullable,
+                                "description": column.description}
+        if column.data_type == "timestamp":
+            hint["timezone"] = True
+        if column.name == endpoint.incremental.cursor_path:
+            hint["dedup_sort"] = "desc"
+        hints[column.name] = hint
+    return hints
+
+
+def _is_text(value: Any) -> Optional[str]:
+    if not isinstance(value, str):
+        return "is not text"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (it holds an unpaired surrogate)"
+    return None
+
+
+def _is_timestamp(value: Any) -> Optional[str]:
+    if not isinstance(value, str):
+        return "is not an ISO 8601 timestamp"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return f"is not an ISO 8601 timestamp ({value[:40]!r})"
+    return None if parsed.tzinfo else "is a timestamp without a time zone"
+
+
+_CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
+    "bigint": lambda v: "is not an integer"
+    if not isinstance(v, int) or isinstance(v, bool)
+    else None
+    if -(2**63) <= v < 2**63
+    else "is beyond the 64-bit integer range",
+    "double": lambda v: None
+    if isinstance(v, (int, float)) and not isinstance(v, bool)
+    else "is not a number",
+    "bool": lambda v: None if isinstance(v, bool) else "is not a boolean",
+    "json": lambda v: None if isinstance(v, (dict, list)) else "is not a JSON object",
+    "text": _is_text,
+    "timestamp": _is_timestamp,
+}
+
+# The Python types each declared type accepts, checked a whole column at a time; `bool` is its own
+# type here, so True never passes for a bigint. Timestamps are parsed by Arrow afterwards.
+_COLUMN_TYPES: dict[str, set] = {
+    "bigint": {int},
+    "double": {int, float},
+    "bool": {bool},
+    "json": {dict, list},
+    "text": {str},
+    "timestamp": {str},
+}
+
+
+class PageValidator:
+    """Checks a batch of records against the declared columns, a column at a time; when a column
+    fails, the records are checked one by one to name the first bad record and field. Undeclared
+    fields are drift: reported, and kept as new columns, unless the schema is frozen."""
+
+    def __init__(self, endpoint: Endpoint, stats: SyncStats, freeze: bool = False) -> None:
+        self.resource = endpoint.name
+        self.stats = stats
+        self.freeze = freeze
+        self.columns = endpoint.columns
+        self.declared = frozenset(c.name for c in self.columns)
+        self._getter = operator.itemgetter(*(c.name for c in self.columns)) if self.columns else None
+
+    def __call__(self, records: list) -> tuple[dict[str, Any], list[str]]:
+        """The declared columns' values, and the batch's undeclared fields; raises SchemaViolation.
+
+        The common case costs a few C-level passes over the batch: records decoded from JSON are
+        dicts, one `itemgetter` call per record reads every declared field at once, `zip` turns the
+        rows into columns, and a column's set of value types says whether it holds what its type
+        accepts. Anything unusual (a record that is not an object, a missing field) takes the
+        per-field path; any violation takes the record-by-record path that names it."""
+        if set(map(type, records)) - {dict} and not all(isinstance(record, Mapping) for record in records):
+            self.raise_first_violation(records)
+        names = [column.name for column in self.columns]
+        complete = True
+        try:
+            rows = list(map(self._getter, records)) if names else []
+        except KeyError:  # a declared field missing from some record: fine if nullable
+            complete = False
+            rows = [tuple(record.get(name) for name in names) for record in records]
+        if len(names) == 1:
+            rows = [(value,) for value in rows]
+        columns = list(zip(*rows)) if rows else [() for _ in names]
+        values: dict[str, Any] = {}
+        for column, column_values in zip(self.columns, columns):
+            kinds = set(map(type, column_values))
+            nulls = type(None) in kinds
+            kinds.discard(type(None))
+            if (nulls and not column.nullable) or not kinds <= _COLUMN_TYPES[column.data_type]:
+                self.raise_first_violation(records)
+            if column.data_type == "text" and not _encodable(column_values, nulls):
+                self.raise_first_violation(records)
+            values[column.name] = column_values
+        if complete and set(map(len, records)) <= {len(names)}:
+            return values, []  # every record holds exactly the declared fields: no drift
+        return values, self._drift(records)
+
+    def _drift(self, records: list) -> list[str]:
+        extra = set().union(*(record.keys() for record in records)) - self.declared
+        if extra and self.freeze:
+            name = sorted(extra)[0]
+            offender = next(record for record in records if name in record)
+            raise SchemaViolation(
+                self.resource,
+                offender.get("id"),
+                name,
+                "is not declared and the schema is frozen (ANALYTICS_SCHEMA_DRIFT=freeze); "
+                "declare it or set ANALYTICS_SCHEMA_DRIFT=evolve",
+            )
+        if extra:
+            self.stats.note_drift(self.resource, extra)
+        return sorted(extra)
+
+    def raise_first_violation(self, records: list, column: Optional[str] = None) -> None:
+        """Record by record, the slow and precise path."""
+        for record in records:
+            self._check(record)
+        offender = records[0].get("id") if records else None
+        raise SchemaViolation(self.resource, offender, column or "<record>", "could not be read as declared")
+
+    def _check(self, record: Any) -> None:
+        if not isinstance(record, Mapping):
+            raise SchemaViolation(self.resource, None, "<record>", f"is not a JSON object: {str(record)[:60]!r}")
+        for column in self.columns:
+            value = record.get(column.name)
+            if value is None:
+                if not column.nullable:
+                    problem = "is null" if column.name in record else "is missing"
+                    raise SchemaViolation(self.resource, record.get("id"), column.name, f"{problem} but is declared NOT NULL")
+                continue
+            problem = _CHECKS[column.data_type](value)
+            if problem:
+                raise SchemaViolation(
+                    self.resource, record.get("id"), column.name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})"
+                )
+
+
+def _encodable(values: Sequence[Any], nulls: bool = True) -> bool:
+    try:
+        "".join([value for value in values if value is not None] if nulls else values).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+ARROW_TYPES = {
+    "bigint": pa.int64(),
+    "text": pa.string(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "json": pa.string(),  # JSON text; the column hint makes it a JSON column in DuckDB
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+# The standard encoder, for what orjson refuses (integers beyond 64 bits, text holding a lone
+# surrogate): the same compact, non-ASCII-preserving output. One instance for the run: `json.dumps`
+# with options builds a new encoder on every call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_dumps = orjson.dumps
+
+
+def _json_text(value: Any) -> Optional[str]:
+    """A JSON value as compact JSON text; orjson does it about eight times faster than `json`."""
+    if value is None:
+        return None
+    try:
+        return _dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return _JSON.encode(value)
+
+
+def _json_texts(values: Any) -> list:
+    try:
+        return [None if value is None else _dumps(value).decode() for value in values]
+    except orjson.JSONEncodeError:
+        return [_json_text(value) for value in values]
+
+
+# dlt recomputes and validates the table schema for every Arrow item it receives (its contract
+# cache does not cover Arrow), a few milliseconds each. Pages are therefore handed over in batches.
+BATCH_ROWS = 10_000
+
+
+class PageStep:
+    """A dlt pipe step (`resource.add_step`): pages in; records counted per UTC day of their cursor
+    value; with declared columns, Arrow tables of up to BATCH_ROWS out.
+
+    Each page is validated and turned into Arrow arrays as it arrives, and its records (decoded
+    dicts) are let go at once: a batch kept as 10,000 dicts with nested `properties` made Python's
+    cyclic garbage collector walk ever more objects, about a fifth of a run's CPU. Arrays are
+    concatenated into one table per batch. Undeclared fields keep their Python values until the
+    batch is complete, so their type is inferred over the whole batch.
+
+    A step has no end-of-stream call, so the batch is flushed on the page after which dlt's
+    paginator says there is no next page (dlt hands each page over with its paginator attached).
+    """
+
+    def __init__(self, endpoint: Endpoint, stats: SyncStats, freeze: bool = False) -> None:
+        self.resource = endpoint.name
+        self.stats = stats
+        self.key = endpoint.primary_key
+        self.cursor = endpoint.incremental.cursor_path
+        self.columns = endpoint.columns
+        self.validate = PageValidator(endpoint, stats, freeze)
+        self.fields = [
+            pa.field(column.name, ARROW_TYPES[column.data_type], nullable=column.nullable) for column in self.columns
+        ]
+        self._start_batch()
+        self.emitted = False
+
+    def _start_batch(self) -> None:
+        self.chunks: list[list[pa.Array]] = [[] for _ in self.columns]
+        self.extra: dict[str, list] = {}  # undeclared field -> values, None where a record lacks it
+        self.rows = 0
+
+    def __call__(self, page: Any, meta: Any = None) -> Any:
+        records = page if isinstance(page, list) else [page]
+        self.stats.page_fetched(self.resource, len(records))
+        if not self.columns:  # dlt infers the schema: the page goes on as it came
+            self.stats.days_fetched(self.resource, Counter(map(_utc_day, (r.get(self.cursor) for r in records))))
+            self.stats.ids_fetched(self.resource, [record.get(self.key) for record in records])
+            return page
+        if records:
+            self.add(records)
+        paginator = getattr(page, "paginator", None)
+        last_page = paginator is None or not paginator.has_next_page
+        if self.rows >= BATCH_ROWS or (last_page and (self.rows or not self.emitted)):
+            # An empty window still hands dlt the declared schema, so the table exists, typed,
+            # from the very first run.
+            self.emitted = True
+            return self.flush()
+        return None
+
+    def add(self, records: list) -> None:
+        """Validates one page and keeps it as Arrow arrays; raises SchemaViolation naming the record."""
+        values, extra = self.validate(records)
+        for chunks, column in zip(self.chunks, self.columns):
+            column_values = values[column.name]
+            if column.data_type == "json":
+                column_values = _json_texts(column_values)
+            try:
+                if column.data_type == "timestamp":
+                    array = pa.array(column_values, pa.string()).cast(ARROW_TYPES["timestamp"])
+                else:
+                    array = pa.array(column_values, ARROW_TYPES[column.data_type])
+            except (pa.ArrowException, OverflowError):  # a timestamp Arrow cannot read, an integer out of range
+                self.validate.raise_first_violation(records, column.name)
+            chunks.append(array)
+            if column.name == self.cursor:
+                self._count_days(array)
+            if column.name == self.key:
+                self.stats.ids_fetched(self.resource, array)
+        for name in extra:
+            if name not in self.extra:
+                self.extra[name] = [None] * self.rows
+        for name, column_values in self.extra.items():
+            column_values.extend(record.get(name) for record in records)
+        self.rows += len(records)
+
+    def flush(self) -> pa.Table:
+        arrays = [
+            pa.concat_arrays(chunks) if chunks else pa.array([], field.type)
+            for chunks, field in zip(self.chunks, self.fields)
+        ]
+        fields = list(self.fields)
+        for name, column_values in self.extra.items():
+            array = _infer(column_values)
+            arrays.append(array)
+            fields.append(pa.field(name, array.type))
+        self._start_batch()
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+    def _count_days(self, cursor: pa.Array) -> None:
+        import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
+
+        days = pc.value_counts(cursor.cast(pa.date32())) if cursor.type == ARROW_TYPES["timestamp"] \
+            else pc.value_counts(pa.array([_utc_day(v) for v in cursor.to_pylist()]))
+        self.stats.days_fetched(self.resource, Counter(
+            {str(day): count for day, count in zip(days.field(0).to_pylist(), days.field(1).to_pylist())}))
+
+
+def _utc_day(value: Any) -> Optional[str]:
+    """The UTC day of a cursor value: an ISO 8601 timestamp (with any offset), or epoch seconds."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, timezone.utc).date().isoformat()
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return (moment.astimezone(timezone.utc) if moment.tzinfo else moment).date().isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _infer(values: Any) -> pa.Array:
+    """An undeclared field keeps Arrow's inferred type, or becomes JSON text when it has none."""
+    values = list(values)
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([_json_text(value) for value in values], pa.string())
