@@ -13,7 +13,7 @@ from typing import Optional
 
 from dagster import Definitions, definitions, in_process_executor
 
-from .api.definition import built_in_definition
+from .api.definition import load_definition
 from .defs.assets import AnalyticsDltResource, build_table_assets, daily_partitions, endpoint_specs
 from .defs.checks import build_checks
 from .defs.jobs import build_daily_schedule, build_job
@@ -22,12 +22,12 @@ from .defs.resources import AnalyticsApiResource, WarehouseResource
 from .settings import Settings
 from .warehouse.sql import DESTINATIONS
 
-DEFINITION_SETTINGS = ("destination", "partitions_start")  # what loading the code location reads
+DEFINITION_SETTINGS = ("api_config", "destination", "partitions_start")  # what loading the code location reads
 
 
 def build_defs(settings: Optional[Settings] = None) -> Definitions:
     settings = settings or Settings.from_env(only=DEFINITION_SETTINGS)
-    definition = built_in_definition()
+    definition = load_definition(settings)
     destination = DESTINATIONS[settings.destination]
     partitions_def = daily_partitions(settings)
     summary = build_summary_asset(definition, partitions_def, destination)

@@ -13,11 +13,30 @@ class AnalyticsSyncError(RuntimeError):
 
 
 class CredentialsRejected(AnalyticsSyncError):
-    def __init__(self, token_url: str, status: int) -> None:
+    def __init__(self, token_url: str, status: int, reason: str = "") -> None:
+        said = f" The identity provider says: {reason}." if reason else ""
         super().__init__(
-            f"The token endpoint {token_url} rejected the client credentials (HTTP {status}). "
+            f"The token endpoint {token_url} rejected the client credentials (HTTP {status}).{said} "
             "Check ANALYTICS_CLIENT_ID and ANALYTICS_CLIENT_SECRET (or dlt secrets client_id/"
-            "client_secret) and that ANALYTICS_TOKEN_URL is the right identity provider."
+            "client_secret), that ANALYTICS_TOKEN_URL is the right identity provider, and how the API "
+            "config's `client.auth` asks for a token (`token_endpoint_auth_method`, `scope`, "
+            "`access_token_request_data`)."
+        )
+
+
+class TokenEndpointError(AnalyticsSyncError):
+    def __init__(self, token_url: str, problem: str) -> None:
+        super().__init__(
+            f"The token endpoint {token_url} {problem}. Check ANALYTICS_TOKEN_URL (or `client.auth.token_url` "
+            "in the API config): the client secret is sent there, and only there."
+        )
+
+
+class HostNotFound(AnalyticsSyncError):
+    def __init__(self, host: str, setting: str) -> None:
+        super().__init__(
+            f"The host {host!r} does not resolve (DNS): check {setting}. Not retried: a name that does "
+            "not resolve does not resolve a few seconds later either."
         )
 
 
@@ -50,11 +69,17 @@ class RequestRejected(AnalyticsSyncError):
 
 
 class RetriesExhausted(AnalyticsSyncError):
-    def __init__(self, where: str, cause: str, attempts: int) -> None:
+    def __init__(self, where: str, cause: str, attempts: int, setting: str = "ANALYTICS_API_BASE_URL",
+                 asked_wait: Optional[float] = None, max_wait: Optional[float] = None) -> None:
+        asked = (f" The server asked to wait {asked_wait:.0f} s before retrying (Retry-After), more than "
+                 f"ANALYTICS_MAX_RETRY_WAIT={max_wait:g} lets a retry wait: raise it to wait as the server "
+                 "asks.") if asked_wait else ""
+        unreachable = "HTTP" not in cause
         super().__init__(
-            f"{where} still failed after {attempts} attempts ({attempts - 1} retries): {cause}. "
-            "The API is unavailable or throttling; nothing was written. Run again later, or raise "
-            "ANALYTICS_MAX_RETRIES / ANALYTICS_MAX_RETRY_WAIT."
+            f"{where} still failed after {attempts} attempts ({attempts - 1} retries): {cause}.{asked} "
+            + ("The server did not answer" if unreachable else "The API is unavailable or throttling")
+            + "; nothing was written. Run again later, or raise ANALYTICS_MAX_RETRIES / ANALYTICS_MAX_RETRY_WAIT"
+            + (f"; check that {setting} is the right address." if unreachable else ".")
         )
 
 
@@ -68,6 +93,18 @@ class MalformedResponse(AnalyticsSyncError):
 
 class PaginationError(AnalyticsSyncError):
     pass
+
+
+class WindowViolation(AnalyticsSyncError):
+    def __init__(self, table: str, sent: dict, window: str, record_id: object, cursor: str, value: object) -> None:
+        params = "&".join(f"{name}={value}" for name, value in sent.items())
+        super().__init__(
+            f"Record id={record_id!r} of {table} has {cursor}={str(value)[:40]!r}, outside the window {window} "
+            f"asked for with `{params}`: the API ignored or misread the window's parameters. Nothing was "
+            "written. Set the endpoint's `incremental` in the API config (ANALYTICS_API_CONFIG): "
+            "`start_param`/`end_param` to the names the API filters by, `value_format` to how it reads them, "
+            "`cursor_path` to the field they filter."
+        )
 
 
 class SchemaViolation(AnalyticsSyncError):

@@ -45,6 +45,9 @@ def variable(field: str) -> str:
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    api_config: Optional[Path] = Field(
+        None, description="a YAML or JSON file holding the API's rest_api config dict (`client`, "
+        "`resource_defaults`, `resources`; see Pointing it at your API); default: the built-in definition, the seed's")
     api_base_url: Optional[str] = Field(
         None, description="the API's base URL; `https://`, or `http://` only for 127.0.0.1/localhost "
         "(default: the API config's `client.base_url`; the demo commands set it)")

@@ -75,7 +75,7 @@ def test_table_asset_describes_itself_before_any_run():
     assert spec.metadata["dagster/table_name"] == "analytics.resource_name"
     columns = spec.metadata["dagster/column_schema"].columns
     assert [(c.name, c.type, c.constraints.nullable) for c in columns] == [
-        (c.name, c.data_type, c.nullable) for c in built_in_definition().endpoint("resource_name").columns
+        (c.name, c.data_type, c.nullable) for c in built_in_definition().endpoint("resource_name").declared
     ]
     assert all(c.description for c in columns)
 

@@ -1,5 +1,5 @@
-"""The API definition: a dlt `rest_api` config dict, read once into what this project needs, and
-the window a run asks it for.
+"""The API definition: a dlt `rest_api` config dict, built in or read from ANALYTICS_API_CONFIG,
+checked once (`config.py`) into what this project needs, and the window a run asks it for.
 
 The built-in definition is the seed's config dict, with the seed's neutral schema declared as dlt
 column hints and the window declared as the endpoint's `incremental`. Names, asset specs, column
@@ -24,12 +24,14 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from ..settings import Settings, SettingsError
+from . import config
+from .config import ApiConfig, ResourceOptions
 
 BUILT_IN = "the built-in API definition"
 DEFAULT_TOKEN_PATH = "/oauth/token"
 
 BUILT_IN_CONFIG: dict[str, Any] = {
-    "client": {"auth": {"type": "oauth2"}},
+    "client": {"auth": {"type": "oauth2"}},  # URLs and credentials: the deployment's (README, Configuration)
     "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
     "resources": [
         {
@@ -59,9 +61,6 @@ BUILT_IN_CONFIG: dict[str, Any] = {
         }
     ],
 }
-
-DEFAULT_INCREMENTAL = BUILT_IN_CONFIG["resources"][0]["endpoint"]["incremental"]
-
 
 @dataclass(frozen=True)
 class Window:
@@ -167,68 +166,24 @@ def _quoted(url: str) -> str:
 
 
 @dataclass(frozen=True)
-class Column:
-    """A declared column, as a dlt column hint states it."""
-
-    name: str
-    data_type: str
-    nullable: bool
-    description: str
-
-
-@dataclass(frozen=True)
-class Incremental:
-    """How an endpoint filters by the window: dlt's `incremental` keys, and how values are written."""
-
-    start_param: str
-    end_param: str
-    cursor_path: str
-    value_format: str = "iso8601"
-
-    def params(self, window: Window) -> dict[str, Any]:
-        return {self.start_param: _format(window.start, self.value_format),
-                self.end_param: _format(window.end, self.value_format)}
-
-
-def _format(moment: datetime, value_format: str) -> Any:
-    moment = moment.astimezone(timezone.utc)
-    if value_format == "epoch_seconds":
-        return int(moment.timestamp())
-    if value_format == "epoch_millis":
-        return int(moment.timestamp() * 1000)
-    if value_format == "date":
-        return moment.date().isoformat()
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One configured resource: a table, an asset, an external API asset and their checks."""
-
-    name: str
-    path: str
-    primary_key: str
-    columns: tuple[Column, ...]
-    incremental: Incremental
-
-    @property
-    def required(self) -> list[str]:
-        return [column.name for column in self.columns if not column.nullable]
-
-
-@dataclass(frozen=True)
 class Credentials:
     client_id: Optional[str]
     client_secret: Optional[str]
 
 
+Endpoint = ResourceOptions  # one configured resource: a table, an asset, an external API asset and checks
+
+
 @dataclass(frozen=True)
 class ApiDefinition:
-    """The config dict (without credentials), where it came from, and its endpoints."""
+    """The checked config (without credentials), and where it came from, for messages."""
 
-    config: Mapping[str, Any]
+    config: ApiConfig
     origin: str
-    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return self.config.resources
 
     @property
     def names(self) -> list[str]:
@@ -242,16 +197,15 @@ class ApiDefinition:
 
         The client secret goes to the token URL, so it must be on the API's host, or on a host the
         deployment lists in ANALYTICS_ALLOWED_TOKEN_HOSTS."""
-        client = self.config["client"]
-        base_url = settings.api_base_url or client.get("base_url")
+        client = self.config.client
+        base_url = settings.api_base_url or client.base_url
         if not base_url:
             raise SettingsError(
                 "ANALYTICS_API_BASE_URL is not set: set it to the analytics API's base URL (or `client.base_url` "
                 "in the API config; `analytics-assets demo`/`dev` start the bundled demo API and set it)."
             )
         base_url = check_url(base_url, "ANALYTICS_API_BASE_URL")
-        auth = client.get("auth") or {}
-        token_url = settings.token_url or auth.get("token_url") or auth.get("access_token_url")
+        token_url = settings.token_url or client.auth.token_url or client.auth.access_token_url
         token_url = check_url(token_url or base_url.rstrip("/") + DEFAULT_TOKEN_PATH, "ANALYTICS_TOKEN_URL")
         token_host, api_host = host_of(token_url), host_of(base_url)
         if token_host != api_host and token_host not in settings.allowed_token_hosts:
@@ -262,32 +216,40 @@ class ApiDefinition:
             )
         return base_url, token_url
 
+    def rest_api_config(self, base_url: str) -> dict[str, Any]:
+        """The definition in dlt's own form, for `rest_api_source`: what dlt reads as it is. The
+        auth, session, paginators, page checks and column hints are added by the source."""
+        return {
+            "client": {"base_url": base_url, "headers": dict(self.config.client.headers)},
+            "resources": [
+                {
+                    "name": endpoint.name,
+                    "primary_key": endpoint.primary_key,
+                    "write_disposition": endpoint.write_disposition,
+                    "endpoint": {"path": endpoint.path, "method": endpoint.endpoint.method,
+                                 "params": dict(endpoint.endpoint.params), "headers": dict(endpoint.endpoint.headers)},
+                }
+                for endpoint in self.endpoints
+            ],
+        }
+
+
+def load_definition(settings: Settings) -> ApiDefinition:
+    """The deployment's API: the file ANALYTICS_API_CONFIG names, else the built-in definition."""
+    if settings.api_config is None:
+        return built_in_definition()
+    origin = f"ANALYTICS_API_CONFIG={settings.api_config}"
+    return ApiDefinition(config.validate(config.read_file(settings.api_config), origin), origin)
+
 
 def built_in_definition() -> ApiDefinition:
-    return parse_definition(BUILT_IN_CONFIG, BUILT_IN)[0]
+    return ApiDefinition(config.validate(BUILT_IN_CONFIG, BUILT_IN), BUILT_IN)
 
 
-def parse_definition(config: Mapping[str, Any], origin: str) -> tuple[ApiDefinition, Credentials]:
-    """The definition of a rest_api config dict, and the credentials it holds (the seed's dict
-    holds them; the definition keeps none)."""
-    config = copy.deepcopy(dict(config))
-    auth = config.setdefault("client", {}).get("auth") or {}
+def parse_definition(config_dict: Mapping[str, Any], origin: str) -> tuple[ApiDefinition, Credentials]:
+    """The definition of a rest_api config dict that holds its credentials, as the seed's does:
+    they are taken out, and the definition keeps none."""
+    config_dict = copy.deepcopy(dict(config_dict))
+    auth = (config_dict.get("client") or {}).get("auth") or {}
     credentials = Credentials(auth.pop("client_id", None), auth.pop("client_secret", None))
-    defaults = config.get("resource_defaults") or {}
-    endpoints = tuple(_endpoint(resource, defaults) for resource in config["resources"])
-    return ApiDefinition(config, origin, endpoints), credentials
-
-
-def _endpoint(resource: Mapping[str, Any], defaults: Mapping[str, Any]) -> Endpoint:
-    endpoint = {**(defaults.get("endpoint") or {}), **(resource.get("endpoint") or {})}
-    columns = {**(defaults.get("columns") or {}), **(resource.get("columns") or {})}
-    return Endpoint(
-        name=resource["name"],
-        path=endpoint.get("path", resource["name"]),
-        primary_key=resource.get("primary_key", defaults.get("primary_key", "id")),
-        columns=tuple(
-            Column(name, hint["data_type"], hint.get("nullable", True), hint.get("description", ""))
-            for name, hint in columns.items()
-        ),
-        incremental=Incremental(**{**DEFAULT_INCREMENTAL, **(endpoint.get("incremental") or {})}),
-    )
+    return ApiDefinition(config.validate(config_dict, origin), origin), credentials

@@ -15,6 +15,7 @@ on a 401, counts retries and waits, and turns failures into errors that name the
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import math
@@ -23,9 +24,10 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Callable, Iterable, Optional
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 from weakref import WeakKeyDictionary
 
 import orjson
@@ -34,6 +36,7 @@ from requests import PreparedRequest, Request, Response, Session
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 from requests.utils import get_environ_proxies
+from urllib3.exceptions import NameResolutionError
 from typing_extensions import Self
 
 import dlt
@@ -41,9 +44,18 @@ from dlt.common.configuration import NotResolved, configspec
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
 
-from ..errors import CredentialsRejected, MissingCredentials, RequestRejected, RetriesExhausted, TokenRejected
+from ..errors import (
+    CredentialsRejected,
+    HostNotFound,
+    MissingCredentials,
+    RequestRejected,
+    RetriesExhausted,
+    TokenEndpointError,
+    TokenRejected,
+)
 from ..settings import Settings
-from .definition import ApiDefinition, Credentials
+from .config import AuthOptions
+from .definition import ApiDefinition, Credentials, host_of
 from .records import SyncStats
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)  # the seed's policy
@@ -83,8 +95,9 @@ class JsonResponse(Response):
         return upgraded
 
     def json(self, **kwargs: Any) -> Any:
+        """The decoded body; an empty one (a 204, an empty 200) reads as an empty object."""
         if not self._decoded:
-            self._payload, self._decoded = decode(self.content), True
+            self._payload, self._decoded = (decode(self.content) if self.content else {}), True
         return self._payload
 
 
@@ -109,10 +122,29 @@ BEARER = "Bearer "
 
 @configspec
 class ClientCredentials(OAuth2ClientCredentials):
-    """One token per sync, shared by every request and resource, renewed ahead of its expiry."""
+    """One token per sync, shared by every request and resource, renewed ahead of its expiry.
+
+    The token request is RFC 6749's (§4.4): the grant, the `scope` and the provider's extra fields
+    (dlt's `access_token_request_data`, e.g. an `audience`), with the client authenticated in the
+    form (`client_secret_post`) or with HTTP Basic (`client_secret_basic`, §2.3.1: id and secret
+    form-urlencoded first), never both."""
 
     refresh_margin: float = 60.0
+    scope: Optional[str] = None
+    token_endpoint_auth_method: str = "client_secret_post"
     stats: Annotated[Optional[SyncStats], NotResolved()] = None
+
+    @classmethod
+    def of(cls, options: AuthOptions, token_url: str, client_id: str, client_secret: str, refresh_margin: float,
+           session: Session, stats: SyncStats) -> "ClientCredentials":
+        scope = " ".join(options.scope) if isinstance(options.scope, list) else options.scope
+        return cls(
+            access_token_url=token_url, client_id=client_id, client_secret=client_secret, scope=scope,
+            token_endpoint_auth_method=options.token_endpoint_auth_method,
+            access_token_request_data=dict(options.access_token_request_data),
+            default_token_expiration=options.default_token_expiration, refresh_margin=refresh_margin,
+            session=session, stats=stats,
+        ).resolve()  # values are explicit: no lookup in config providers that could override them
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -125,21 +157,61 @@ class ClientCredentials(OAuth2ClientCredentials):
         clone._lock = threading.Lock()
         return clone
 
+    def build_access_token_request(self) -> dict[str, Any]:
+        data = {"grant_type": "client_credentials", **({"scope": self.scope} if self.scope else {}),
+                **self.access_token_request_data}
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if self.token_endpoint_auth_method == "client_secret_basic":
+            pair = f"{quote_plus(str(self.client_id))}:{quote_plus(str(self.client_secret))}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            data.update(client_id=self.client_id, client_secret=self.client_secret)
+        return {"headers": headers, "data": data}
+
     def obtain_token(self) -> None:
+        """A token, or an error that says why not: the token request is never redirected (the
+        secret would go where the redirect says), and a refusal shows the provider's own reason
+        (RFC 6749 §5.2 `error`, `error_description`), never the credentials."""
+        response = self.session.post(self.access_token_url, allow_redirects=False, **self.build_access_token_request())
+        status = response.status_code
+        if 300 <= status < 400:
+            raise TokenEndpointError(self.access_token_url, f"answered HTTP {status}, a redirect to "
+                                     f"{host_of(response.headers.get('Location') or '') or 'elsewhere'}; the token "
+                                     "request is never redirected")
+        if status in (400, 401, 403):
+            raise CredentialsRejected(self.access_token_url, status, self._reason(response))
+        if status >= 400:
+            raise TokenEndpointError(self.access_token_url, f"answered HTTP {status} {response.reason or ''}".rstrip())
         try:
-            response = self.session.post(self.access_token_url, **self.build_access_token_request())
-        except RequestRejected as rejected:
-            if rejected.status in (400, 401, 403):
-                raise CredentialsRejected(self.access_token_url, rejected.status) from None
-            raise
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or not payload.get("access_token"):
+            raise TokenEndpointError(self.access_token_url, "answered without an `access_token`")
         renewing = self.access_token is not None
-        payload = response.json()
         self.parse_native_representation(self.parse_access_token(payload))
         lifetime = self.parse_expiration_in_seconds(payload)
         # Renew ahead of expiry, but never spend more than half a short token's life on the margin.
         self.token_expiry = pendulum.now().add(seconds=lifetime - min(self.refresh_margin, lifetime / 2))
         if renewing and self.stats is not None:
             self.stats.add(token_refreshes=1)
+
+    def _reason(self, response: Response) -> str:
+        """The provider's `error` and `error_description`, short, with anything that spells the
+        credentials masked (a careless provider may echo the request)."""
+        try:
+            payload = response.json()
+        except ValueError:
+            return ""
+        if not isinstance(payload, dict):
+            return ""
+        said = ": ".join(str(payload[key])[:200] for key in ("error", "error_description") if payload.get(key))
+        for secret in (str(self.client_secret), str(self.client_id)):
+            for form in (secret, quote_plus(secret), quote(secret, safe=""),
+                         base64.b64encode(secret.encode()).decode().rstrip("=")):
+                if len(form) >= 4:
+                    said = said.replace(form, "***")
+        return said
 
     def token(self, rejected: Optional[str] = None) -> str:
         """The current token, renewed first if it is due, or if it is still the `rejected` one
@@ -173,10 +245,14 @@ class Attempt:
     number: int
     ended: float = 0.0
     throttled: bool = False
+    asked_wait: Optional[float] = None  # a Retry-After beyond ANALYTICS_MAX_RETRY_WAIT
 
 
 class Transport(HTTPAdapter):
-    """Applies the sync's policy to every attempt; dlt's `Client` above it does the retrying."""
+    """Applies the sync's policy to every attempt; dlt's `Client` above it does the retrying.
+    `setting` names what says where its requests go, for messages."""
+
+    setting = "ANALYTICS_API_BASE_URL"
 
     def __init__(self, settings: Settings, stats: SyncStats, auth: Optional[ClientCredentials] = None,
                  slots: Optional[threading.Semaphore] = None, **kwargs: Any) -> None:
@@ -201,13 +277,21 @@ class Transport(HTTPAdapter):
             response = self.exchange(request, **kwargs)
         except TRANSIENT_ERRORS as error:
             attempt.ended, attempt.throttled = time.monotonic(), False
+            if isinstance(getattr(error.args[0] if error.args else None, "reason", None), NameResolutionError):
+                raise HostNotFound(host_of(request.url or ""), self.setting) from None
             if attempt.number >= self.settings.max_attempts:
                 raise RetriesExhausted(where(request), f"{type(error).__name__} ({_short(error)})",
-                                       attempt.number) from None
+                                       attempt.number, self.setting) from None
             raise
         attempt.ended = time.monotonic()
         attempt.throttled = response.status_code == 429 or "Retry-After" in response.headers
-        self._raise_for_status(request, response, attempt.number)
+        asked = retry_after(response)
+        if asked is not None and asked > self.settings.max_retry_wait and response.status_code in RETRY_STATUSES:
+            attempt.asked_wait = asked
+            self.stats.warn(f"{where(request)}: the server asked to wait {asked:.0f} s before retrying (Retry-After); "
+                            f"ANALYTICS_MAX_RETRY_WAIT={self.settings.max_retry_wait:g} caps the wait, so the retry "
+                            "comes sooner than asked.")
+        self._raise_for_status(request, response, attempt)
         return response
 
     def exchange(self, request: PreparedRequest, **kwargs: Any) -> Response:
@@ -242,15 +326,38 @@ class Transport(HTTPAdapter):
             self.stats.add(retries=1, **{"throttle_wait_seconds" if previous.throttled else "retry_wait_seconds": waited})
         return attempt
 
-    def _raise_for_status(self, request: PreparedRequest, response: Response, attempt: int) -> None:
+    def _raise_for_status(self, request: PreparedRequest, response: Response, attempt: Attempt) -> None:
         status = response.status_code
         if status < 400:
             return
         if status in RETRY_STATUSES:
-            if attempt >= self.settings.max_attempts:
-                raise RetriesExhausted(where(request), f"HTTP {status} {response.reason}", attempt)
+            if attempt.number >= self.settings.max_attempts:
+                raise RetriesExhausted(where(request), f"HTTP {status} {response.reason}", attempt.number,
+                                       self.setting, attempt.asked_wait, self.settings.max_retry_wait)
             return  # dlt's retry loop waits (honouring Retry-After) and sends it again
         raise RequestRejected(where(request), status, response.reason or "", response.text[:MAX_ERROR_BODY])
+
+
+class TokenTransport(Transport):
+    """The token endpoint's transport: its refusals are read by the credentials (their reason is
+    in the answer); retries and their exhaustion as for the API."""
+
+    setting = "ANALYTICS_TOKEN_URL"
+
+    def _raise_for_status(self, request: PreparedRequest, response: Response, attempt: Attempt) -> None:
+        if response.status_code in RETRY_STATUSES:
+            super()._raise_for_status(request, response, attempt)
+
+
+def retry_after(response: Response) -> Optional[float]:
+    """The seconds a response's Retry-After asks for (delta seconds or an HTTP date), if any."""
+    value = (response.headers.get("Retry-After") or "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _short(error: BaseException) -> str:
@@ -446,14 +553,11 @@ class ApiClient:
         self.settings = settings
         self.stats = stats
         self.base_url, self.token_url = definition.urls(settings)
-        self.auth = ClientCredentials(
-            access_token_url=self.token_url,
-            client_id=_credential("client_id", settings, credentials),
-            client_secret=_credential("client_secret", settings, credentials),
-            refresh_margin=settings.token_refresh_margin,
-            session=build_session(Transport(settings, stats), self.token_url),
-            stats=stats,
-        ).resolve()  # values are explicit: no lookup in config providers that could override them
+        self.auth = ClientCredentials.of(
+            definition.config.client.auth, self.token_url, _credential("client_id", settings, credentials),
+            _credential("client_secret", settings, credentials), settings.token_refresh_margin,
+            build_session(TokenTransport(settings, stats), self.token_url), stats,
+        )
         pool = max(10, settings.max_concurrency)
         transport = Transport(settings, stats, self.auth, pool_connections=pool, pool_maxsize=pool)
         self.session: Session = build_session(transport, self.base_url)

@@ -1,5 +1,5 @@
-"""Pages: their bodies checked and decoded once, and offset paging that never loses or duplicates a
-record silently.
+"""Pages: their bodies checked, offset paging that never loses or duplicates a record silently, and
+dlt's other paginators held to the same rules.
 
 dlt's `OffsetPaginator` advances by `limit` (a server that caps pages below it makes it skip
 records), stops only on `total` or an empty page, and cannot notice records entering or leaving
@@ -12,24 +12,32 @@ one, and the rows under the offsets have shifted: the window is read again from 
 bounded number of times), and the duplicates this brings into the load are settled by the merge's
 dedup on the newest cursor value. Within a read `total` must not change, and the read must end
 with exactly as many records as `total`.
+
+dlt's cursor, link and page-number paginators are used as they are, guarded (`PageGuard`): an
+empty page ends a read, a page that repeats the previous one or more pages than `max_pages` stop it
+with a clear error, and with page numbers a short page followed by more (an API that caps its page
+size below what was asked, skipping records) fails instead of loading a gap.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
 from requests import Request, Response
 
 from dlt.common import jsonpath
-from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from dlt.sources.helpers.rest_client.paginators import (
+    BasePaginator,
+    HeaderLinkPaginator,
+    JSONLinkPaginator,
+    JSONResponseCursorPaginator,
+    PageNumberPaginator,
+)
 
 from ..errors import MalformedResponse, PaginationError
+from .config import OffsetPaging
 from .http import Lookahead, RequestKey, where
 from .records import SyncStats
-
-DEFAULT_MAX_PAGES = 100_000
-DEFAULT_MAX_PASSES = 3
 
 def page_check(data_selector: str) -> Callable[..., Response]:
     """A dlt response action: a page must be a JSON object with a list under `data_selector`.
@@ -39,8 +47,8 @@ def page_check(data_selector: str) -> Callable[..., Response]:
     """
 
     def check(response: Response, *args: Any, **kwargs: Any) -> Response:
-        if response.status_code >= 300:
-            return response
+        if response.status_code >= 300 or not response.content:
+            return response  # an empty answer (a 204, an empty 200) is an empty page: the end
         content_type = response.headers.get("Content-Type", "")
         try:
             payload = response.json()
@@ -57,20 +65,6 @@ def page_check(data_selector: str) -> Callable[..., Response]:
         return response
 
     return check
-
-
-@dataclass(frozen=True)
-class OffsetPaging:
-    """An `offset` paginator's options: dlt's names, plus two bounds of ours."""
-
-    limit: int = 100
-    offset: int = 0
-    offset_param: str = "offset"
-    limit_param: str = "limit"
-    total_path: str = "total"
-    has_more_path: str = "has_more"
-    max_pages: int = DEFAULT_MAX_PAGES  # pages of one read of a window that never ends
-    max_passes: int = DEFAULT_MAX_PASSES  # reads of a window whose data keeps changing
 
 
 class SafeOffsetPaginator(BasePaginator):
@@ -220,3 +214,58 @@ def _reader(path: str) -> Callable[[Any], Any]:
         return values[0] if values else None
 
     return read
+
+
+class PageGuard(BasePaginator):
+    """What every page of one of dlt's paginators is held to (a base placed before dlt's class)."""
+
+    full_pages = False  # every page but the last holds as many records as the widest
+
+    def __init__(self, resource: str, key: str, max_pages: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.resource, self.key, self.max_pages = resource, key, max_pages
+        self.pages, self.widest, self.short_page, self.previous_ids = 0, 0, False, None
+
+    def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
+        data = data if data is not None else []
+        self.pages += 1
+        ids = [record.get(self.key) for record in data if isinstance(record, dict)]
+        if ids and ids == self.previous_ids:
+            raise PaginationError(
+                f"Page {self.pages} of {self.resource} repeats the previous page (ids {ids[0]}..{ids[-1]}): the API "
+                "does not seem to honour the paginator's parameter. Stopped to avoid an endless loop; check "
+                "the endpoint's `paginator` in the API config.")
+        if self.pages > self.max_pages:
+            raise PaginationError(f"{self.resource}: more than {self.max_pages} pages without reaching the end; "
+                                  "stopped to avoid an endless loop (raise the paginator's `max_pages` if intended).")
+        if self.full_pages and self.short_page and data:
+            raise PaginationError(
+                f"Page {self.pages} of {self.resource} follows a page shorter than the widest ({self.widest} "
+                "records): the API seems to cap the page size below what was asked, so records between pages "
+                f"would be skipped. Ask for at most {self.widest} records a page (the endpoint's `params` in the "
+                "API config); nothing was written.")
+        self.widest = max(self.widest, len(data))
+        self.short_page, self.previous_ids = len(data) < self.widest, ids
+        super().update_state(response, data)
+        if not data:
+            self._has_next_page = False
+
+
+class GuardedCursorPaginator(PageGuard, JSONResponseCursorPaginator):
+    pass
+
+
+class GuardedJsonLinkPaginator(PageGuard, JSONLinkPaginator):
+    pass
+
+
+class GuardedHeaderLinkPaginator(PageGuard, HeaderLinkPaginator):
+    pass
+
+
+class GuardedPageNumberPaginator(PageGuard, PageNumberPaginator):
+    full_pages = True
+
+
+GUARDED = {"cursor": GuardedCursorPaginator, "json_link": GuardedJsonLinkPaginator,
+           "header_link": GuardedHeaderLinkPaginator, "page_number": GuardedPageNumberPaginator}

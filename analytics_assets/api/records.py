@@ -11,6 +11,7 @@ schema it writes parquet directly.
 from __future__ import annotations
 
 import json
+import logging
 import operator
 import threading
 import time
@@ -23,8 +24,10 @@ import orjson
 import pyarrow as pa
 from typing_extensions import Self
 
-from ..errors import SchemaViolation
-from .definition import Endpoint
+from dlt.common.data_types.type_helpers import coerce_value, py_type_to_sc_type
+
+from ..errors import SchemaViolation, WindowViolation
+from .definition import Endpoint, Window
 
 
 ProgressSink = Callable[[str], None]
@@ -44,6 +47,7 @@ class SyncStats:
     """Counters shared by the HTTP layer, the paginators and the record checks of one sync."""
 
     progress: Optional[ProgressSink] = None
+    warning: Optional[ProgressSink] = None  # where a sync's warnings go (a run's log), else Python's logging
     progress_interval: float = 10.0
     pages: int = 0
     records: int = 0
@@ -66,6 +70,9 @@ class SyncStats:
         """One per sync by design: dlt deep-copies the config it validates, and a copy would split
         the sync's figures."""
         return self
+
+    def warn(self, message: str) -> None:
+        (self.warning or logging.getLogger(__name__).warning)(message)
 
     def add(self, **increments: float) -> None:
         with self._lock:
@@ -162,7 +169,7 @@ def column_hints(endpoint: Endpoint) -> dict[str, dict[str, Any]]:
     """dlt column hints, so the table has the declared types and NOT NULLs from its first load.
     Timestamps keep their time zone, and duplicate ids inside one load keep the newest cursor value."""
     hints: dict[str, dict[str, Any]] = {}
-    for column in endpoint.columns:
+    for column in endpoint.declared:
         hint: dict[str, Any] = {"name": column.name, "data_type": column.data_type, "nullable": column.nullable,
                                 "description": column.description}
         if column.data_type == "timestamp":
@@ -184,13 +191,15 @@ def _is_text(value: Any) -> Optional[str]:
 
 
 def _is_timestamp(value: Any) -> Optional[str]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None  # epoch seconds
     if not isinstance(value, str):
         return "is not an ISO 8601 timestamp"
     try:
-        parsed = datetime.fromisoformat(value)
+        datetime.fromisoformat(value)
     except ValueError:
         return f"is not an ISO 8601 timestamp ({value[:40]!r})"
-    return None if parsed.tzinfo else "is a timestamp without a time zone"
+    return None
 
 
 _CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
@@ -208,8 +217,10 @@ _CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "timestamp": _is_timestamp,
 }
 
-# The Python types each declared type accepts, checked a whole column at a time; `bool` is its own
-# type here, so True never passes for a bigint. Timestamps are parsed by Arrow afterwards.
+# The Python types each declared type takes as they are, checked a whole column at a time; `bool` is
+# its own type here, so True never passes for a bigint. Timestamps are parsed by Arrow afterwards.
+# Any other value is coerced as dlt's own normaliser would (numeric text to a number, epoch seconds
+# or a timestamp without a zone to a UTC timestamp...), or names its record and field.
 _COLUMN_TYPES: dict[str, set] = {
     "bigint": {int},
     "double": {int, float},
@@ -229,7 +240,8 @@ class PageValidator:
         self.resource = endpoint.name
         self.stats = stats
         self.freeze = freeze
-        self.columns = endpoint.columns
+        self.key = endpoint.primary_key
+        self.columns = endpoint.declared
         self.declared = frozenset(c.name for c in self.columns)
         self._getter = operator.itemgetter(*(c.name for c in self.columns)) if self.columns else None
 
@@ -258,9 +270,11 @@ class PageValidator:
             kinds = set(map(type, column_values))
             nulls = type(None) in kinds
             kinds.discard(type(None))
-            if (nulls and not column.nullable) or not kinds <= _COLUMN_TYPES[column.data_type]:
+            if nulls and not column.nullable:
                 self.raise_first_violation(records)
-            if column.data_type == "text" and not _encodable(column_values, nulls):
+            if not kinds <= _COLUMN_TYPES[column.data_type]:
+                column_values = self.coerce(column, column_values, records)
+            elif column.data_type == "text" and not _encodable(column_values, nulls):
                 self.raise_first_violation(records)
             values[column.name] = column_values
         if complete and set(map(len, records)) <= {len(names)}:
@@ -274,20 +288,43 @@ class PageValidator:
             offender = next(record for record in records if name in record)
             raise SchemaViolation(
                 self.resource,
-                offender.get("id"),
+                offender.get(self.key),
                 name,
-                "is not declared and the schema is frozen (ANALYTICS_SCHEMA_DRIFT=freeze); "
-                "declare it or set ANALYTICS_SCHEMA_DRIFT=evolve",
+                "is not declared and the schema is frozen (ANALYTICS_SCHEMA_DRIFT=freeze)",
+                "Declare it in the resource's `columns` in the API config, or set ANALYTICS_SCHEMA_DRIFT=evolve.",
             )
         if extra:
             self.stats.note_drift(self.resource, extra)
         return sorted(extra)
 
+    def coerce(self, column: Any, values: Sequence[Any], records: list, every: bool = False) -> list:
+        """A column's values in its declared type, coerced as dlt's normaliser would (`every` value,
+        or those of another type); raises SchemaViolation naming the first record whose value dlt
+        would not coerce either."""
+        out = []
+        for value, record in zip(values, records):
+            if value is not None and (every or type(value) not in _COLUMN_TYPES[column.data_type]):
+                try:
+                    value = coerce_value(column.data_type, py_type_to_sc_type(type(value)), value)
+                except Exception:  # dlt's coercions raise what their parsers raise
+                    problem = _CHECKS[column.data_type](value) or f"is not {column.data_type}"
+                    raise SchemaViolation(
+                        self.resource, record.get(self.key), column.name,
+                        f"{problem} (got {type(value).__name__} {str(value)[:40]!r}), and dlt would not coerce it",
+                        f"Fix the record upstream, or declare the column's `data_type` as the API sends it "
+                        "(`columns` in the API config).") from None
+                if isinstance(value, datetime) and value.tzinfo is None:
+                    value = value.replace(tzinfo=timezone.utc)  # a timestamp without a zone is taken as UTC
+            out.append(value)
+        if column.data_type == "text" and not _encodable(out):
+            self.raise_first_violation(records)
+        return out
+
     def raise_first_violation(self, records: list, column: Optional[str] = None) -> None:
         """Record by record, the slow and precise path."""
         for record in records:
             self._check(record)
-        offender = records[0].get("id") if records else None
+        offender = records[0].get(self.key) if records else None
         raise SchemaViolation(self.resource, offender, column or "<record>", "could not be read as declared")
 
     def _check(self, record: Any) -> None:
@@ -298,12 +335,15 @@ class PageValidator:
             if value is None:
                 if not column.nullable:
                     problem = "is null" if column.name in record else "is missing"
-                    raise SchemaViolation(self.resource, record.get("id"), column.name, f"{problem} but is declared NOT NULL")
+                    raise SchemaViolation(
+                        self.resource, record.get(self.key), column.name, f"{problem} but is declared NOT NULL",
+                        "Fix the record upstream, or declare the column `nullable: true` (`columns` in the API "
+                        "config) if the API may leave it out.")
                 continue
             problem = _CHECKS[column.data_type](value)
             if problem:
                 raise SchemaViolation(
-                    self.resource, record.get("id"), column.name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})"
+                    self.resource, record.get(self.key), column.name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})"
                 )
 
 
@@ -368,12 +408,15 @@ class PageStep:
     paginator says there is no next page (dlt hands each page over with its paginator attached).
     """
 
-    def __init__(self, endpoint: Endpoint, stats: SyncStats, freeze: bool = False) -> None:
+    def __init__(self, endpoint: Endpoint, stats: SyncStats, window: Optional[Window] = None,
+                 freeze: bool = False) -> None:
         self.resource = endpoint.name
         self.stats = stats
         self.key = endpoint.primary_key
         self.cursor = endpoint.incremental.cursor_path
-        self.columns = endpoint.columns
+        self.window = window
+        self.sent = endpoint.incremental.params(window.start, window.end) if window else {}
+        self.columns = endpoint.declared
         self.validate = PageValidator(endpoint, stats, freeze)
         self.fields = [
             pa.field(column.name, ARROW_TYPES[column.data_type], nullable=column.nullable) for column in self.columns
@@ -390,7 +433,9 @@ class PageStep:
         records = page if isinstance(page, list) else [page]
         self.stats.page_fetched(self.resource, len(records))
         if not self.columns:  # dlt infers the schema: the page goes on as it came
-            self.stats.days_fetched(self.resource, Counter(map(_utc_day, (r.get(self.cursor) for r in records))))
+            moments = [_utc_moment(record.get(self.cursor)) for record in records]
+            self._check_window(records, moments)
+            self.stats.days_fetched(self.resource, Counter(m.date().isoformat() if m else None for m in moments))
             self.stats.ids_fetched(self.resource, [record.get(self.key) for record in records])
             return page
         if records:
@@ -412,14 +457,12 @@ class PageStep:
             if column.data_type == "json":
                 column_values = _json_texts(column_values)
             try:
-                if column.data_type == "timestamp":
-                    array = pa.array(column_values, pa.string()).cast(ARROW_TYPES["timestamp"])
-                else:
-                    array = pa.array(column_values, ARROW_TYPES[column.data_type])
-            except (pa.ArrowException, OverflowError):  # a timestamp Arrow cannot read, an integer out of range
+                array = self._array(column, column_values, records)
+            except (pa.ArrowException, OverflowError):  # an integer out of range
                 self.validate.raise_first_violation(records, column.name)
             chunks.append(array)
             if column.name == self.cursor:
+                self._check_window(records, array)
                 self._count_days(array)
             if column.name == self.key:
                 self.stats.ids_fetched(self.resource, array)
@@ -444,22 +487,52 @@ class PageStep:
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+    def _array(self, column: Any, values: Sequence[Any], records: list) -> pa.Array:
+        """Timestamps as text are read by Arrow (any UTC offset); what Arrow cannot read (no zone,
+        epoch seconds) is coerced as dlt would."""
+        if column.data_type != "timestamp":
+            return pa.array(values, ARROW_TYPES[column.data_type])
+        try:
+            return pa.array(values, pa.string()).cast(ARROW_TYPES["timestamp"])
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return pa.array(self.validate.coerce(column, values, records, every=True), ARROW_TYPES["timestamp"])
+
+    def _check_window(self, records: list, cursor: Any) -> None:
+        """Every record's cursor value lies in the window asked for, closed at both ends (an API's
+        end may be inclusive): one outside it means the API ignored or misread the window's
+        parameters, and the run fails before anything is written."""
+        if self.window is None or not len(records):
+            return
+        start, end = self.window.start, self.window.end
+        if isinstance(cursor, pa.Array):
+            import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
+
+            bounds = pc.min_max(cursor)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            if low is None or (start <= low and high <= end):
+                return
+            cursor = cursor.to_pylist()
+        for record, moment in zip(records, cursor):
+            if moment is not None and not start <= moment <= end:
+                raise WindowViolation(self.resource, self.sent, str(self.window), record.get(self.key),
+                                      self.cursor, record.get(self.cursor))
+
     def _count_days(self, cursor: pa.Array) -> None:
         import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
 
-        days = pc.value_counts(cursor.cast(pa.date32())) if cursor.type == ARROW_TYPES["timestamp"] \
-            else pc.value_counts(pa.array([_utc_day(v) for v in cursor.to_pylist()]))
+        days = pc.value_counts(cursor.cast(pa.date32()))
         self.stats.days_fetched(self.resource, Counter(
             {str(day): count for day, count in zip(days.field(0).to_pylist(), days.field(1).to_pylist())}))
 
 
-def _utc_day(value: Any) -> Optional[str]:
-    """The UTC day of a cursor value: an ISO 8601 timestamp (with any offset), or epoch seconds."""
+def _utc_moment(value: Any) -> Optional[datetime]:
+    """A cursor value of an undeclared column as a UTC moment: an ISO 8601 timestamp (any offset;
+    none taken as UTC) or epoch seconds; None when it is neither."""
     try:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, timezone.utc).date().isoformat()
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        return (moment.astimezone(timezone.utc) if moment.tzinfo else moment).date().isoformat()
+            return datetime.fromtimestamp(value, timezone.utc)
+        moment = datetime.fromisoformat(str(value))
+        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 

@@ -11,7 +11,6 @@ an ordinary dlt source that runs in a plain dlt pipeline.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Mapping, Optional
 
 from dlt.common import jsonpath
@@ -21,7 +20,7 @@ from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 from ..settings import Settings
 from .definition import BUILT_IN_CONFIG, Endpoint, Window, parse_definition
 from .http import ApiClient
-from .paging import OffsetPaging, SafeOffsetPaginator, page_check
+from .paging import GUARDED, SafeOffsetPaginator, page_check
 from .records import PageStep, SyncStats, column_hints
 
 SOURCE_NAME = "analytics"
@@ -32,37 +31,34 @@ def build_source(client: ApiClient, window: Optional[Window] = None, name: str =
     """A fresh dlt source for one sync of `window` (every record when None): dlt sources keep
     state, and dagster-dlt cannot run one twice."""
     definition, stats = client.definition, client.stats
-    config = copy.deepcopy(dict(definition.config))
-    config["client"] = {**config["client"], "base_url": client.base_url, "auth": client.auth,
-                        "session": client.session}
-    config["resources"] = [
-        _prepare(resource, endpoint, client, window)
-        for resource, endpoint in zip(config["resources"], definition.endpoints)
-    ]
+    config = definition.rest_api_config(client.base_url)
+    config["client"].update(auth=client.auth, session=client.session)
+    for resource, endpoint in zip(config["resources"], definition.endpoints):
+        _attach(resource, endpoint, client, window)
     source = dlt_rest_api_source(config, name=name, **source_kwargs)
     freeze = client.settings.schema_drift == "freeze"
     for endpoint in definition.endpoints:
-        source.resources[endpoint.name].add_step(PageStep(endpoint, stats, freeze))
+        source.resources[endpoint.name].add_step(PageStep(endpoint, stats, window, freeze))
     return source
 
 
-def _prepare(resource: dict, endpoint: Endpoint, client: ApiClient, window: Optional[Window]) -> dict:
-    defaults = client.definition.config.get("resource_defaults") or {}
-    options = resource.setdefault("endpoint", {})
-    options.pop("incremental", None)  # set as the window's parameters below, not as dlt state
-    paginator = options.get("paginator", (defaults.get("endpoint") or {}).get("paginator"))
-    if isinstance(paginator, dict) and paginator.get("type") == "offset":
-        paging = OffsetPaging(**{k: v for k, v in paginator.items() if k not in ("type", "stop_after_empty_page")})
+def _attach(resource: dict, endpoint: Endpoint, client: ApiClient, window: Optional[Window]) -> None:
+    """What dlt takes as objects at its seams: the paginator, the page check, the window's
+    parameters (dlt's `incremental` would keep state; the partitions supply the window), hints."""
+    options = resource["endpoint"]
+    paging = endpoint.endpoint.paginator
+    if paging.type == "offset":
         options["paginator"] = SafeOffsetPaginator(endpoint.name, paging, client.stats, client.lookahead)
+    else:
+        kwargs = paging.model_dump(exclude={"type", "max_pages"})
+        options["paginator"] = GUARDED[paging.type](endpoint.name, endpoint.primary_key, paging.max_pages, **kwargs)
     if window is not None:
-        options["params"] = {**options.get("params", {}), **endpoint.incremental.params(window)}
-    selector = options.get("data_selector")
-    if isinstance(selector, str):
-        options["response_actions"] = [*options.get("response_actions", []), page_check(selector)]
-        options["data_selector"] = jsonpath.compile_path(selector)  # dlt would parse it per page
+        options["params"] = {**options["params"], **endpoint.incremental.params(window.start, window.end)}
+    selector = endpoint.endpoint.data_selector
+    options["response_actions"] = [page_check(selector)]
+    options["data_selector"] = jsonpath.compile_path(selector)  # dlt would parse it per page
     if endpoint.columns:
         resource["columns"] = column_hints(endpoint)
-    return resource
 
 
 def rest_api_source(config: Mapping[str, Any], name: str = SOURCE_NAME, **source_kwargs: Any) -> DltSource:

@@ -66,7 +66,7 @@ def column_schema(endpoint: Endpoint, drift: Sequence[str] = ()) -> TableSchema:
         columns=[
             TableColumn(name=c.name, type=c.data_type, description=c.description,
                         constraints=TableColumnConstraints(nullable=c.nullable, unique=c.name == endpoint.primary_key))
-            for c in endpoint.columns
+            for c in endpoint.declared
         ]
         + [TableColumn(name=name, type="inferred", description="Undeclared: schema drift.") for name in drift]
     )

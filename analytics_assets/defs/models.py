@@ -45,7 +45,7 @@ def build_summary_asset(definition: ApiDefinition, partitions_def: PartitionsDef
     if SUMMARIZED not in definition.names:
         return None
     endpoint = definition.endpoint(SUMMARIZED)
-    if not NEEDED_COLUMNS <= {column.name for column in endpoint.columns}:
+    if not NEEDED_COLUMNS <= set(endpoint.columns):
         return None
     cursor = endpoint.incremental.cursor_path
 

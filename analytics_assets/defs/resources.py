@@ -19,7 +19,6 @@ import dlt
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, create_model
 
-from ..api.definition import ApiDefinition, built_in_definition
 from ..settings import Settings
 from ..warehouse.pipeline import make_pipeline
 from ..warehouse.pool import create_pool, release_slots_of_dead_runs
@@ -30,14 +29,11 @@ WAREHOUSE_SETTINGS = ("destination", "duckdb_path", "writer_pool_limit")  # the 
 
 
 class _AnalyticsApi(ConfigurableResource):
-    """The analytics API: its definition and the settings of a run (launch-time tunables, then
-    the deployment's environment, then the defaults)."""
+    """The analytics API's settings for a run: launch-time tunables, then the deployment's
+    environment, then the defaults."""
 
     def settings(self) -> Settings:
         return Settings.from_env(**{name: getattr(self, name) for name in LAUNCH_FIELDS})
-
-    def definition(self, settings: Settings) -> ApiDefinition:
-        return built_in_definition()
 
 
 LAUNCH_FIELDS = {name: field for name, field in Settings.model_fields.items()

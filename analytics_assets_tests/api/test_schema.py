@@ -18,7 +18,7 @@ def test_table_has_declared_types_and_not_nulls_even_when_pages_lack_fields(make
     syncer.run(api)
     with duckdb.connect(str(syncer.db), read_only=True) as connection:
         described = {row[0]: (row[1], row[2]) for row in connection.execute("DESCRIBE analytics.resource_name").fetchall()}
-    for column in built_in_definition().endpoint("resource_name").columns:
+    for column in built_in_definition().endpoint("resource_name").declared:
         assert described[column.name] == (DUCKDB_TYPES[column.data_type], "YES" if column.nullable else "NO")
 
 
@@ -28,9 +28,9 @@ def test_table_has_declared_types_and_not_nulls_even_when_pages_lack_fields(make
         ("name", None, "is null but is declared NOT NULL"),
         ("updated_at", None, "is null but is declared NOT NULL"),
         ("created_at", "yesterday", "is not an ISO 8601 timestamp"),
-        ("metric_value", "12.5", "is not a number"),
+        ("metric_value", "twelve", "is not a number"),
         ("event_count", 1.5, "is not an integer"),
-        ("is_active", "yes", "is not a boolean"),
+        ("is_active", "maybe", "is not a boolean"),
         ("properties", "flat", "is not a JSON object"),
         ("name", "bad \ud800 text", "not valid Unicode"),
         ("event_count", 2**64, "is beyond the 64-bit integer range"),

@@ -385,7 +385,7 @@ ODD_TEXT = "Zoë 🚀👩🏽‍💻 ‮right-to-left‬ עברית العربي
 SCHEMA_CASES = [
     Case("required_field_null", set_field(150, name=None), fails_with=("'name'", "is null", "NOT NULL")),
     Case("required_field_missing", drop_field("created_at"), fails_with=("'created_at'", "is missing")),
-    Case("wrong_type", set_field(150, metric_value="12.5"), fails_with=("'metric_value'", "is not a number")),
+    Case("wrong_type", set_field(150, metric_value="twelve"), fails_with=("'metric_value'", "is not a number")),
     Case("wrong_timestamp", set_field(150, created_at="yesterday"),
          fails_with=("'created_at'", "is not an ISO 8601 timestamp")),
     Case("new_undeclared_field", set_field(120, campaign="spring"), verify=drift_reported),

@@ -1,0 +1,334 @@
+"""What an API config may say: a dlt `rest_api` config dict in dlt's vocabulary, restricted to what
+this project keeps its promises for, built in or read from a YAML or JSON file (ANALYTICS_API_CONFIG).
+
+Every key the project reads is a field below, with its type and default. A key it does not know, a
+value of the wrong type, or a credential in the file fails when the definitions load, naming the
+key's path (`resources[1].endpoint.incremental.start_param`), what was expected, and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, NamedTuple, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..settings import SettingsError
+
+CREDENTIAL_KEYS = ("client_id", "client_secret")
+MAX_PAGES = 100_000  # pages of one read of a window, by default, before it is taken for a loop
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthOptions(_Model):
+    """OAuth2 client credentials: how the token endpoint wants to be asked. The id and secret come
+    from ANALYTICS_CLIENT_ID/ANALYTICS_CLIENT_SECRET or dlt's secrets, never from the config."""
+
+    type: Literal["oauth2", "oauth2_client_credentials"] = "oauth2"
+    token_url: Optional[str] = None
+    access_token_url: Optional[str] = None  # dlt's name for token_url
+    scope: Optional[Union[str, list[str]]] = None
+    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
+    access_token_request_data: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
+    default_token_expiration: int = Field(3600, gt=0)  # seconds, when a token answer has no expires_in
+
+
+class ColumnHint(_Model):
+    """A dlt column hint."""
+
+    data_type: Literal["text", "bigint", "double", "bool", "timestamp", "json"]
+    nullable: bool = True
+    description: str = ""
+
+
+class Column(NamedTuple):
+    name: str
+    data_type: str
+    nullable: bool
+    description: str
+
+
+class Incremental(_Model):
+    """How an endpoint filters by the window: dlt's `incremental` keys (the partitions supply the
+    values), and how the values are written."""
+
+    start_param: str = "updated_since"
+    end_param: str = "updated_until"
+    cursor_path: str = "updated_at"
+    value_format: Literal["iso8601", "epoch_seconds", "epoch_millis", "date"] = "iso8601"
+
+    def params(self, start: datetime, end: datetime) -> dict[str, Any]:
+        """The query parameters asking for the records whose cursor lies in [start, end)."""
+        return {self.start_param: self.written(start), self.end_param: self.written(end)}
+
+    def written(self, moment: datetime) -> Any:
+        moment = moment.astimezone(timezone.utc)
+        if self.value_format == "epoch_seconds":
+            return int(moment.timestamp())
+        if self.value_format == "epoch_millis":
+            return int(moment.timestamp() * 1000)
+        if self.value_format == "date":
+            return moment.date().isoformat()
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class OffsetPaging(_Model):
+    """dlt's `offset` paginator's options, plus two bounds of ours."""
+
+    type: Literal["offset"] = "offset"
+    limit: int = Field(100, gt=0)
+    offset: int = Field(0, ge=0)
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    total_path: str = "total"
+    has_more_path: str = "has_more"
+    stop_after_empty_page: bool = True  # dlt's; an empty page always ends a read here
+    max_pages: int = Field(MAX_PAGES, gt=0)  # pages of one read of a window that never ends
+    max_passes: int = Field(3, gt=0)  # reads of a window whose data keeps changing
+
+
+class CursorPaging(_Model):
+    type: Literal["cursor"]
+    cursor_path: str = "cursors.next"
+    cursor_param: str = "cursor"
+    max_pages: int = Field(MAX_PAGES, gt=0)
+
+
+class JsonLinkPaging(_Model):
+    type: Literal["json_link"]
+    next_url_path: str = "next"
+    max_pages: int = Field(MAX_PAGES, gt=0)
+
+
+class HeaderLinkPaging(_Model):
+    type: Literal["header_link"]
+    links_next_key: str = "next"
+    max_pages: int = Field(MAX_PAGES, gt=0)
+
+
+class PageNumberPaging(_Model):
+    type: Literal["page_number"]
+    base_page: int = 0
+    page_param: str = "page"
+    total_path: Optional[str] = "total"  # dlt's meaning: how many pages in all
+    maximum_page: Optional[int] = Field(None, gt=0)
+    max_pages: int = Field(MAX_PAGES, gt=0)
+
+
+Paging = Annotated[Union[OffsetPaging, CursorPaging, JsonLinkPaging, HeaderLinkPaging, PageNumberPaging],
+                   Field(discriminator="type")]
+Scalar = Union[str, int, float, bool]
+
+
+class EndpointOptions(_Model):
+    path: Optional[str] = None  # dlt's default: the resource's name
+    method: Literal["GET"] = "GET"
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    data_selector: str = "data"
+    paginator: Paging = Field(default_factory=OffsetPaging)
+    incremental: Incremental = Field(default_factory=Incremental)
+
+
+class ResourceOptions(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # a table name and an asset key part
+    endpoint: EndpointOptions = Field(default_factory=EndpointOptions)
+    primary_key: str = "id"
+    write_disposition: Literal["merge"] = "merge"
+    columns: dict[str, ColumnHint] = Field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.endpoint.path or self.name
+
+    @property
+    def incremental(self) -> Incremental:
+        return self.endpoint.incremental
+
+    @property
+    def declared(self) -> tuple[Column, ...]:
+        """The declared columns, in the config's order."""
+        return tuple(Column(name, hint.data_type, hint.nullable, hint.description) for name, hint in self.columns.items())
+
+    @property
+    def required(self) -> list[str]:
+        return [name for name, hint in self.columns.items() if not hint.nullable]
+
+
+class ResourceDefaults(_Model):
+    """What every resource starts from (dlt's `resource_defaults`)."""
+
+    endpoint: Optional[dict[str, Any]] = None
+    primary_key: Optional[str] = None
+    write_disposition: Optional[Literal["merge"]] = None
+    columns: Optional[dict[str, dict[str, Any]]] = None
+
+
+class ClientOptions(_Model):
+    base_url: Optional[str] = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: AuthOptions = Field(default_factory=AuthOptions)
+
+
+class ApiConfig(_Model):
+    """A rest_api config dict of the seed's shape; `resource_defaults` already merged into each
+    resource, as dlt merges them."""
+
+    client: ClientOptions = Field(default_factory=ClientOptions)
+    resources: list[ResourceOptions] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "ApiConfig":
+        names = [resource.name for resource in self.resources]
+        duplicate = next((name for name in names if names.count(name) > 1), None)
+        if duplicate:
+            raise ValueError(f"the resource name {duplicate!r} is used twice: each resource is one table")
+        return self
+
+
+def validate(config: Mapping[str, Any], origin: str) -> ApiConfig:
+    """The config, checked; SettingsError naming the key's path and `origin` otherwise."""
+    if not isinstance(config, Mapping):
+        raise SettingsError(f"{origin}: the API config must be a mapping with `client` and `resources`.")
+    auth = (config.get("client") or {}).get("auth") if isinstance(config.get("client"), Mapping) else None
+    for key in CREDENTIAL_KEYS:
+        if isinstance(auth, Mapping) and key in auth:
+            raise SettingsError(
+                f"{origin}: client.auth.{key}: credentials never go in the API config (it is checked in, "
+                f"logged and shown); remove it and set ANALYTICS_{key.upper()} (or `{key}` in .dlt/secrets.toml).")
+    unknown = sorted(set(config) - {"client", "resource_defaults", "resources"})
+    if unknown:
+        raise SettingsError(f"{origin}: `{unknown[0]}` is not a key of the API config; expected client, "
+                            "resource_defaults, resources.")
+    try:
+        defaults = ResourceDefaults(**(config.get("resource_defaults") or {})).model_dump(exclude_none=True)
+    except ValidationError as error:
+        raise SettingsError(_explain(error, origin, ResourceDefaults, ("resource_defaults",))) from None
+    resources = config.get("resources")
+    merged = [_with_defaults(defaults, resource) for resource in resources] if isinstance(resources, list) else resources
+    try:
+        return ApiConfig(client=config.get("client") or {}, resources=merged)
+    except ValidationError as error:
+        raise SettingsError(_explain(error, origin, ApiConfig)) from None
+
+
+def read_file(path: Path) -> Any:
+    """A YAML or JSON file's content (JSON is YAML too; .json files get JSON's own messages)."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SettingsError(f"ANALYTICS_API_CONFIG={path}: cannot be read ({error.strerror}).") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise SettingsError(f"ANALYTICS_API_CONFIG={path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                            f"{str(error).splitlines()[0]}") from None
+
+
+def _with_defaults(defaults: Mapping[str, Any], resource: Any) -> Any:
+    """A resource with `resource_defaults` under it, as dlt merges them: the endpoint's keys, its
+    `params` key by key, and the columns hint by hint. A resource given as a string is dlt's
+    shorthand for its name and path."""
+    if isinstance(resource, str):
+        resource = {"name": resource, "endpoint": {"path": resource}}
+    if not isinstance(resource, Mapping):
+        return resource
+    endpoint = resource.get("endpoint") or {}
+    endpoint = {"path": endpoint} if isinstance(endpoint, str) else endpoint
+    default_endpoint = defaults.get("endpoint") or {}
+    merged_endpoint = {**default_endpoint, **endpoint} if isinstance(endpoint, Mapping) else endpoint
+    if isinstance(endpoint, Mapping) and isinstance(endpoint.get("params"), Mapping):
+        merged_endpoint["params"] = {**(default_endpoint.get("params") or {}), **endpoint["params"]}
+    columns = resource.get("columns") or {}
+    if isinstance(columns, Mapping):
+        default_columns = defaults.get("columns") or {}
+        columns = {name: {**(default_columns.get(name) or {}), **(hint if isinstance(hint, Mapping) else {})}
+                   if isinstance(hint, Mapping) else hint
+                   for name, hint in {**default_columns, **columns}.items()}
+    merged = {**{k: v for k, v in defaults.items() if k not in ("endpoint", "columns")}, **resource}
+    return {**merged, "endpoint": merged_endpoint, "columns": columns}
+
+
+# How each kind of problem reads; the rest uses pydantic's own words.
+_PROBLEMS = {
+    "missing": "is required",
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "list_type": "must be a list",
+    "too_short": "must hold at least one entry",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "literal_error": "must be one of {expected}",
+    "union_tag_invalid": "must be one of {expected_tags}",
+    "union_tag_not_found": "needs a `type` ({expected})",
+    "string_pattern_mismatch": "must be lowercase letters, digits and underscores, starting with a letter",
+}
+_QUOTED = {"string_type", "int_type", "int_parsing", "int_from_float", "bool_type", "bool_parsing",
+           "greater_than", "greater_than_equal", "literal_error", "union_tag_invalid", "string_pattern_mismatch"}
+
+
+def _explain(error: ValidationError, origin: str, model: type, prefix: tuple = ()) -> str:
+    detail = error.errors()[0]
+    loc = _without_tags(prefix + tuple(detail["loc"]))
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        keys = _keys_at(model, tuple(detail["loc"])[:-1])
+        return f"{origin}: {path} is not a key this project reads there; expected one of {', '.join(keys)}."
+    if kind == "value_error":
+        return f"{origin}: {path + ': ' if path else ''}{detail['ctx']['error']}."
+    ctx = {key: (", ".join(str(v).strip("'") for v in value.split(", ")) if isinstance(value, str) else value)
+           for key, value in (detail.get("ctx") or {}).items()}
+    problem = _PROBLEMS.get(kind, detail["msg"]).format(**ctx).replace("'", "").replace(" or ", ", ")
+    value = ctx.get("tag") if kind == "union_tag_invalid" else detail["input"]
+    got = f"; got {str(value)[:40]!r}" if kind in _QUOTED else ""
+    return f"{origin}: {path} {problem}{got}."
+
+
+def _without_tags(loc: tuple) -> tuple:
+    """pydantic puts a discriminated union's tag in the path (`paginator.offset.limit`)."""
+    return tuple(part for i, part in enumerate(loc) if not (i and loc[i - 1] == "paginator" and isinstance(part, str)))
+
+
+def _keys_at(model: Any, loc: tuple) -> list[str]:
+    """The keys the model reads at `loc`, walking its fields' types (a union by its `type` tag)."""
+    current: Any = model
+    for part in loc:
+        current = _model_in(current, part)
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _model_in(annotation: Any, part: Any) -> Any:
+    for candidate in _flatten([annotation]):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            if "type" in candidate.model_fields and part in typing.get_args(candidate.model_fields["type"].annotation):
+                return candidate  # a union's member, by its tag
+            if part in candidate.model_fields:
+                return candidate.model_fields[part].annotation
+        elif typing.get_origin(candidate) in (list, dict):
+            return typing.get_args(candidate)[-1]
+    return None
+
+
+def _flatten(annotations: list) -> list:
+    """A type's alternatives: Optional, Union and Annotated unwrapped."""
+    out = []
+    for annotation in annotations:
+        if typing.get_origin(annotation) in (Union, Annotated):
+            out.extend(_flatten(list(typing.get_args(annotation))))
+        else:
+            out.append(annotation)
+    return out
