@@ -3,6 +3,7 @@
     python benchmarks/bench.py                # 100,000 records
     python benchmarks/bench.py --large        # 1,000,000 records
     python benchmarks/bench.py --records 3000 --latency-records 1000 --merge-rows 12000 20000 --import-repeat 1  # smoke
+    python benchmarks/bench.py --against main~3    # also ours at another commit, in the same run
 
 The demo API runs in its own process, and so does each contender, so that peak RSS is the
 contender's own and nobody shares a GIL with the server. Ratios come from figures measured in this
@@ -12,6 +13,7 @@ same run; nothing is compared with numbers from elsewhere.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -24,7 +26,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 DAYS = 10
@@ -56,23 +58,25 @@ def demo_api(records: int, latency_ms: float = 0.0) -> Iterator[str]:
 # --- contenders, each run in a fresh process ----------------------------------------------------
 
 
-def run_ours(base_url: str, workdir: Path) -> int:
-    """A full Dagster materialization of the merged table: one run over every day of data."""
-    end = datetime.now(timezone.utc).date()
-    first = end - timedelta(days=DAYS)
+def _point_ours_at(base_url: str, workdir: Path) -> None:
+    """The environment a deployment of ours would have, set before its definitions load."""
     os.environ.update(
         ANALYTICS_API_BASE_URL=base_url,
         ANALYTICS_CLIENT_ID=CLIENT[0],
         ANALYTICS_CLIENT_SECRET=CLIENT[1],
         ANALYTICS_DUCKDB_PATH=str(workdir / "ours.duckdb"),
-        ANALYTICS_PARTITIONS_START=first.isoformat(),
+        ANALYTICS_PARTITIONS_START=(datetime.now(timezone.utc).date() - timedelta(days=DAYS)).isoformat(),
     )
+
+
+def run_ours(base_url: str, workdir: Path) -> int:
+    """A full Dagster materialization of the merged table: one run over every day of data."""
+    end = datetime.now(timezone.utc).date()
+    first = end - timedelta(days=DAYS)
     from dagster import AssetSelection, DagsterInstance, define_asset_job, Definitions
 
-    from analytics_assets.definitions import build_defs
-
     job = define_asset_job("bench", selection=AssetSelection.keys("analytics/resource_name"))
-    merged = Definitions.merge(build_defs(), Definitions(jobs=[job]))
+    merged = Definitions.merge(_definitions(), Definitions(jobs=[job]))
     result = merged.resolve_job_def("bench").execute_in_process(
         instance=DagsterInstance.ephemeral(),
         tags={"dagster/asset_partition_range_start": first.isoformat(),
@@ -80,6 +84,15 @@ def run_ours(base_url: str, workdir: Path) -> int:
     )
     assert result.success
     return _count(workdir / "ours.duckdb")
+
+
+@functools.cache
+def _definitions() -> Any:
+    """The code location's definitions (at this commit, or another for `--against`), loaded once per
+    process as a code server or run worker loads them: before the clock starts."""
+    from analytics_assets.definitions import build_defs
+
+    return build_defs()
 
 
 def run_dlt_defaults(base_url: str, workdir: Path) -> int:
@@ -153,11 +166,13 @@ def _count(path: Path) -> int:
 CONTENDERS = {"ours": run_ours, "dlt_defaults": run_dlt_defaults, "floor": run_floor}
 
 
-def measure(mode: str, base_url: str, workdir: Path) -> dict:
-    """Runs one contender in a fresh process; returns records, seconds and that process's peak RSS."""
+def measure(mode: str, base_url: str, workdir: Path, code: Path = ROOT) -> dict:
+    """Runs one contender in a fresh process, importing this project from `code`; returns records,
+    seconds and that process's peak RSS."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
     completed = subprocess.run(
         [sys.executable, __file__, "--run", mode, "--base-url", base_url, "--workdir", str(workdir)],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True, text=True, cwd=code, env=env,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{completed.stderr[-3000:]}")
@@ -167,7 +182,7 @@ def measure(mode: str, base_url: str, workdir: Path) -> dict:
 # What each contender imports before its clock starts: import time is benchmarked on its own below.
 # Dagster imports its run storage (SQLAlchemy, Alembic: about 0.6 s) only when the first instance is
 # made; a run worker has its instance already, so a throwaway one is made before the clock starts.
-_DAGSTER = "import dagster, analytics_assets.definitions; dagster.DagsterInstance.ephemeral()"
+_DAGSTER = "import dagster; _definitions(); dagster.DagsterInstance.ephemeral()"
 WARM_UP = {
     "ours": _DAGSTER,
     "ours_one_day": _DAGSTER,
@@ -177,6 +192,8 @@ WARM_UP = {
 
 
 def _child(mode: str, base_url: str, workdir: Path) -> None:
+    if mode.startswith("ours"):
+        _point_ours_at(base_url, workdir)
     exec(WARM_UP[mode])
     started = time.perf_counter()
     rows = CONTENDERS[mode](base_url, workdir)
@@ -204,17 +221,10 @@ def merge_growth(sizes: list[int], workdir: Path) -> dict[int, float]:
 
 def run_ours_one_day(base_url: str, workdir: Path) -> int:
     end = datetime.now(timezone.utc).date()
-    os.environ.update(
-        ANALYTICS_API_BASE_URL=base_url, ANALYTICS_CLIENT_ID=CLIENT[0], ANALYTICS_CLIENT_SECRET=CLIENT[1],
-        ANALYTICS_DUCKDB_PATH=str(workdir / "ours.duckdb"),
-        ANALYTICS_PARTITIONS_START=(end - timedelta(days=DAYS)).isoformat(),
-    )
     from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
 
-    from analytics_assets.definitions import build_defs
-
     job = define_asset_job("bench", selection=AssetSelection.keys("analytics/resource_name"))
-    merged = Definitions.merge(build_defs(), Definitions(jobs=[job]))
+    merged = Definitions.merge(_definitions(), Definitions(jobs=[job]))
     result = merged.resolve_job_def("bench").execute_in_process(
         instance=DagsterInstance.ephemeral(), partition_key=(end - timedelta(days=1)).isoformat())
     assert result.success
@@ -243,6 +253,20 @@ def _pad(path: Path, rows: int) -> None:
         )
 
 
+@contextmanager
+def _checkout(ref: Optional[str], workdir: Path) -> Iterator[Optional[Path]]:
+    """The project at another commit, in a temporary git worktree, for `--against`."""
+    if ref is None:
+        yield None
+        return
+    folder = workdir / "checkout"
+    subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=ROOT, check=True, capture_output=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, capture_output=True)
+
+
 def import_seconds(statement: str, repeat: int = 5) -> float:
     code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
     samples = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -260,6 +284,7 @@ def main() -> int:
     parser.add_argument("--latency-records", type=int, default=100_000)
     parser.add_argument("--merge-rows", type=int, nargs=2, default=[100_000, 1_000_000])
     parser.add_argument("--import-repeat", type=int, default=5, help="runs per import timing (median)")
+    parser.add_argument("--against", metavar="REF", help="also measure ours at this git commit, in the same run")
     parser.add_argument("--run", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -275,14 +300,19 @@ def main() -> int:
         # dlt's defaults take about 4 GB at 100,000 records and grow with them: at 1,000,000 they
         # would take more memory than the machine has.
         contenders = ("floor", "ours") if args.large else ("floor", "ours", "dlt_defaults")
-        with demo_api(records) as base_url:
+        with demo_api(records) as base_url, _checkout(args.against, workdir) as earlier:
             results = {mode: measure(mode, base_url, workdir) for mode in contenders}
-        print(f"\n{'contender':<14}{'rows':>12}{'seconds':>10}{'records/s':>12}{'peak RSS MB':>13}")
+            if earlier is not None:
+                (workdir / "earlier").mkdir()
+                results[f"ours@{args.against}"] = measure("ours", base_url, workdir / "earlier", earlier)
+        print(f"\n{'contender':<22}{'rows':>12}{'seconds':>10}{'records/s':>12}{'peak RSS MB':>13}")
         for mode, r in results.items():
             r["rate"] = records / r["seconds"]
-            print(f"{mode:<14}{r['rows']:>12,}{r['seconds']:>10.1f}{r['rate']:>12,.0f}{r['peak_rss_mb']:>13,.0f}")
+            print(f"{mode:<22}{r['rows']:>12,}{r['seconds']:>10.1f}{r['rate']:>12,.0f}{r['peak_rss_mb']:>13,.0f}")
             assert r["rows"] == records, f"{mode} loaded {r['rows']} of {records}"
         print(f"ours / floor:        {results['ours']['rate'] / results['floor']['rate']:.2f}")
+        if args.against:
+            print(f"ours / ours at {args.against}: {results['ours']['rate'] / results[f'ours@{args.against}']['rate']:.2f}")
         if "dlt_defaults" in results:
             print(f"ours / dlt defaults: {results['ours']['rate'] / results['dlt_defaults']['rate']:.2f}")
         else:

@@ -31,21 +31,29 @@ class AuthOptions(_Model):
     """OAuth2 client credentials: how the token endpoint wants to be asked. The id and secret come
     from ANALYTICS_CLIENT_ID/ANALYTICS_CLIENT_SECRET or dlt's secrets, never from the config."""
 
-    type: Literal["oauth2", "oauth2_client_credentials"] = "oauth2"
-    token_url: Optional[str] = None
-    access_token_url: Optional[str] = None  # dlt's name for token_url
-    scope: Optional[Union[str, list[str]]] = None
-    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
-    access_token_request_data: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
-    default_token_expiration: int = Field(3600, gt=0)  # seconds, when a token answer has no expires_in
+    type: Literal["oauth2", "oauth2_client_credentials"] = Field(
+        "oauth2", description="OAuth2 client credentials (`oauth2_client_credentials` is dlt's name for it)")
+    token_url: Optional[str] = Field(None, description="the token endpoint; ANALYTICS_TOKEN_URL wins; default "
+                                     "`<base_url>/oauth/token`")
+    access_token_url: Optional[str] = Field(None, description="dlt's name for `token_url`")
+    scope: Optional[Union[str, list[str]]] = Field(None, description="scopes to ask for: text or a list, sent "
+                                                   "space-separated")
+    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] = Field(
+        "client_secret_post", description="how the client authenticates: in the form, or with HTTP Basic "
+        "(RFC 6749 §2.3.1)")
+    access_token_request_data: dict[str, Union[str, int, float, bool]] = Field(
+        default_factory=dict, description="extra form fields of the token request, e.g. `audience`")
+    default_token_expiration: int = Field(3600, gt=0, description="a token's lifetime in seconds when the answer "
+                                          "has no `expires_in`")
 
 
 class ColumnHint(_Model):
     """A dlt column hint."""
 
-    data_type: Literal["text", "bigint", "double", "bool", "timestamp", "json"]
-    nullable: bool = True
-    description: str = ""
+    data_type: Literal["text", "bigint", "double", "bool", "timestamp", "json"] = Field(
+        description="the column's type: `text`, `bigint`, `double`, `bool`, `timestamp` (UTC) or `json`")
+    nullable: bool = Field(True, description="whether it may be null or missing; `false` makes it NOT NULL and checked")
+    description: str = Field("", description="what it means (shown in the Dagster UI)")
 
 
 class Column(NamedTuple):
@@ -59,10 +67,13 @@ class Incremental(_Model):
     """How an endpoint filters by the window: dlt's `incremental` keys (the partitions supply the
     values), and how the values are written."""
 
-    start_param: str = "updated_since"
-    end_param: str = "updated_until"
-    cursor_path: str = "updated_at"
-    value_format: Literal["iso8601", "epoch_seconds", "epoch_millis", "date"] = "iso8601"
+    start_param: str = Field("updated_since", description="the query parameter for the window's start")
+    end_param: str = Field("updated_until", description="the query parameter for the window's end")
+    cursor_path: str = Field("updated_at", description="the record field the window filters: every record's value "
+                             "must lie in the window; each day's figures use its UTC day")
+    value_format: Literal["iso8601", "epoch_seconds", "epoch_millis", "date"] = Field(
+        "iso8601", description="how the window's values are written: `iso8601` (`2026-11-20T00:00:00Z`), "
+        "`epoch_seconds`, `epoch_millis` or `date`")
 
     def params(self, start: datetime, end: datetime) -> dict[str, Any]:
         """The query parameters asking for the records whose cursor lies in [start, end)."""
@@ -82,44 +93,49 @@ class Incremental(_Model):
 class OffsetPaging(_Model):
     """dlt's `offset` paginator's options, plus two bounds of ours."""
 
-    type: Literal["offset"] = "offset"
-    limit: int = Field(100, gt=0)
-    offset: int = Field(0, ge=0)
-    offset_param: str = "offset"
-    limit_param: str = "limit"
-    total_path: str = "total"
-    has_more_path: str = "has_more"
-    stop_after_empty_page: bool = True  # dlt's; an empty page always ends a read here
-    max_pages: int = Field(MAX_PAGES, gt=0)  # pages of one read of a window that never ends
-    max_passes: int = Field(3, gt=0)  # reads of a window whose data keeps changing
+    type: Literal["offset"] = Field("offset", description="offset paging, by what was served (see Paging)")
+    limit: int = Field(100, gt=0, description="records asked for a page")
+    offset: int = Field(0, ge=0, description="the first offset")
+    offset_param: str = Field("offset", description="the query parameter for the offset")
+    limit_param: str = Field("limit", description="the query parameter for the limit")
+    total_path: str = Field("total", description="where a page says how many records the window holds")
+    has_more_path: str = Field("has_more", description="where a page says whether more follow, without a total")
+    stop_after_empty_page: bool = Field(True, description="dlt's; an empty page always ends a read here")
+    max_pages: int = Field(MAX_PAGES, gt=0, description="pages of one read before it is taken for an endless loop")
+    max_passes: int = Field(3, gt=0, description="reads of a window whose data keeps changing before the run fails")
 
 
-class CursorPaging(_Model):
-    type: Literal["cursor"]
-    cursor_path: str = "cursors.next"
-    cursor_param: str = "cursor"
-    max_pages: int = Field(MAX_PAGES, gt=0)
+class _Guarded(_Model):
+    """Two keys of ours for dlt's other paginators: where a page says how many records the window
+    holds (a read must end with exactly that many, when it does), and a bound on pages."""
+
+    records_total_path: str = Field("total", description="ours: where a page says how many records the window "
+                                    "holds; a read must end with exactly that many")
+    max_pages: int = Field(MAX_PAGES, gt=0, description="pages of one read before it is taken for an endless loop")
 
 
-class JsonLinkPaging(_Model):
-    type: Literal["json_link"]
-    next_url_path: str = "next"
-    max_pages: int = Field(MAX_PAGES, gt=0)
+class CursorPaging(_Guarded):
+    type: Literal["cursor"] = Field(description="a cursor for the next page in the body")
+    cursor_path: str = Field("cursors.next", description="where the body holds the next cursor")
+    cursor_param: str = Field("cursor", description="the query parameter that sends it")
 
 
-class HeaderLinkPaging(_Model):
-    type: Literal["header_link"]
-    links_next_key: str = "next"
-    max_pages: int = Field(MAX_PAGES, gt=0)
+class JsonLinkPaging(_Guarded):
+    type: Literal["json_link"] = Field(description="the next page's URL in the body")
+    next_url_path: str = Field("next", description="where the body holds it")
 
 
-class PageNumberPaging(_Model):
-    type: Literal["page_number"]
-    base_page: int = 0
-    page_param: str = "page"
-    total_path: Optional[str] = "total"  # dlt's meaning: how many pages in all
-    maximum_page: Optional[int] = Field(None, gt=0)
-    max_pages: int = Field(MAX_PAGES, gt=0)
+class HeaderLinkPaging(_Guarded):
+    type: Literal["header_link"] = Field(description="the next page's URL in a `Link` header (RFC 8288)")
+    links_next_key: str = Field("next", description="its `rel`")
+
+
+class PageNumberPaging(_Guarded):
+    type: Literal["page_number"] = Field(description="page numbers")
+    base_page: int = Field(0, description="the first page's number")
+    page_param: str = Field("page", description="the query parameter for it")
+    total_path: Optional[str] = Field("total", description="where a page says how many pages there are (dlt's meaning)")
+    maximum_page: Optional[int] = Field(None, gt=0, description="the last page to ask for")
 
 
 Paging = Annotated[Union[OffsetPaging, CursorPaging, JsonLinkPaging, HeaderLinkPaging, PageNumberPaging],
@@ -128,21 +144,23 @@ Scalar = Union[str, int, float, bool]
 
 
 class EndpointOptions(_Model):
-    path: Optional[str] = None  # dlt's default: the resource's name
-    method: Literal["GET"] = "GET"
-    params: dict[str, Scalar] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict)
-    data_selector: str = "data"
-    paginator: Paging = Field(default_factory=OffsetPaging)
-    incremental: Incremental = Field(default_factory=Incremental)
+    path: Optional[str] = Field(None, description="the endpoint's path under the base URL (default: the resource's name)")
+    method: Literal["GET"] = Field("GET", description="GET only")
+    params: dict[str, Scalar] = Field(default_factory=dict, description="fixed query parameters, e.g. a page size")
+    headers: dict[str, str] = Field(default_factory=dict, description="fixed headers of the endpoint's requests")
+    data_selector: str = Field("data", description="where a page holds its list of records (`$` for a top-level list)")
+    paginator: Paging = Field(default_factory=OffsetPaging, description="how pages follow each other, by `type`")
+    incremental: Incremental = Field(default_factory=Incremental, description="how the endpoint filters by the window")
 
 
 class ResourceOptions(_Model):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # a table name and an asset key part
-    endpoint: EndpointOptions = Field(default_factory=EndpointOptions)
-    primary_key: str = "id"
-    write_disposition: Literal["merge"] = "merge"
-    columns: dict[str, ColumnHint] = Field(default_factory=dict)
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the table `analytics.<name>` and the asset "
+                      "`analytics/<name>`: lowercase letters, digits, underscores")
+    endpoint: EndpointOptions = Field(default_factory=EndpointOptions, description="the endpoint (a path alone is its path)")
+    primary_key: str = Field("id", description="the merge key")
+    write_disposition: Literal["merge"] = Field("merge", description="merged on the primary key; nothing else")
+    columns: dict[str, ColumnHint] = Field(default_factory=dict, description="the declared schema, as dlt column "
+                                           "hints; without it dlt infers the columns")
 
     @property
     def path(self) -> str:
@@ -172,9 +190,9 @@ class ResourceDefaults(_Model):
 
 
 class ClientOptions(_Model):
-    base_url: Optional[str] = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    auth: AuthOptions = Field(default_factory=AuthOptions)
+    base_url: Optional[str] = Field(None, description="the API's base URL; ANALYTICS_API_BASE_URL wins")
+    headers: dict[str, str] = Field(default_factory=dict, description="fixed headers of every request")
+    auth: AuthOptions = Field(default_factory=AuthOptions, description="OAuth2 client credentials")
 
 
 class ApiConfig(_Model):
@@ -217,6 +235,48 @@ def validate(config: Mapping[str, Any], origin: str) -> ApiConfig:
         return ApiConfig(client=config.get("client") or {}, resources=merged)
     except ValidationError as error:
         raise SettingsError(_explain(error, origin, ApiConfig)) from None
+
+
+def key_paths(model: Any = None, prefix: str = "") -> list[str]:
+    """Every key the config may hold, as the README's reference table lists them."""
+    paths: list[str] = []
+    for name, field in (model or ApiConfig).model_fields.items():
+        path = f"{prefix}{name}"
+        members = [m for m in _flatten([field.annotation]) if isinstance(m, type) and issubclass(m, BaseModel)]
+        if name == "resources":
+            members, path = [ResourceOptions], "resources[]"
+        elif name == "columns":
+            members, path = [ColumnHint], f"{prefix}columns.<name>"
+        if not members:
+            paths.append(path)
+        for member in members:
+            tag = typing.get_args(member.model_fields["type"].annotation) if "type" in member.model_fields \
+                and name == "paginator" else ()
+            paths.extend(key_paths(member, f"{path}{'(' + tag[0] + ')' if tag else ''}."))
+    return list(dict.fromkeys(paths))
+
+
+def reference_table() -> str:
+    """The README's reference of the config's keys, rendered from the models."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for path in key_paths():
+        field = _field_at(path)
+        default = field.get_default(call_default_factory=True)
+        shown = "—" if default in (None, {}, "") or field.is_required() else f"`{json.dumps(default)}`"
+        rows.append(f"| `{path}` | {shown} | {field.description} |")
+    return "\n".join(rows)
+
+
+def _field_at(path: str) -> Any:
+    model: Any = ApiConfig
+    parts = path.replace("resources[]", "resources").replace("columns.<name>", "columns").split(".")
+    for part in parts[:-1]:
+        name, _, tag = part.partition("(")
+        annotation = model.model_fields[name].annotation
+        model = _model_in(annotation, tag.rstrip(")")) if tag else next(
+            m for m in _flatten([annotation]) if isinstance(m, type) and issubclass(m, BaseModel)) \
+            if name not in ("resources", "columns") else {"resources": ResourceOptions, "columns": ColumnHint}[name]
+    return model.model_fields[parts[-1]]
 
 
 def read_file(path: Path) -> Any:

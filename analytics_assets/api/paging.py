@@ -14,9 +14,10 @@ dedup on the newest cursor value. Within a read `total` must not change, and the
 with exactly as many records as `total`.
 
 dlt's cursor, link and page-number paginators are used as they are, guarded (`PageGuard`): an
-empty page ends a read, a page that repeats the previous one or more pages than `max_pages` stop it
-with a clear error, and with page numbers a short page followed by more (an API that caps its page
-size below what was asked, skipping records) fails instead of loading a gap.
+empty page ends a read; a page that repeats the previous one, or more pages than `max_pages`, stop
+it with a clear error; and a read must end with exactly as many records as the pages' record total
+(`records_total_path`) says, when they say: a page-number API that caps its pages below what was
+asked, but numbers them as if it did not, skips records, and fails here instead of loading a gap.
 """
 
 from __future__ import annotations
@@ -219,12 +220,12 @@ def _reader(path: str) -> Callable[[Any], Any]:
 class PageGuard(BasePaginator):
     """What every page of one of dlt's paginators is held to (a base placed before dlt's class)."""
 
-    full_pages = False  # every page but the last holds as many records as the widest
-
-    def __init__(self, resource: str, key: str, max_pages: int, **options: Any) -> None:
+    def __init__(self, resource: str, key: str, stats: SyncStats, max_pages: int, records_total_path: str,
+                 **options: Any) -> None:
         super().__init__(**options)
-        self.resource, self.key, self.max_pages = resource, key, max_pages
-        self.pages, self.widest, self.short_page, self.previous_ids = 0, 0, False, None
+        self.resource, self.key, self.stats, self.max_pages = resource, key, stats, max_pages
+        self.records_total = _reader(records_total_path)
+        self.pages, self.records, self.previous_ids = 0, 0, None
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
         data = data if data is not None else []
@@ -238,17 +239,19 @@ class PageGuard(BasePaginator):
         if self.pages > self.max_pages:
             raise PaginationError(f"{self.resource}: more than {self.max_pages} pages without reaching the end; "
                                   "stopped to avoid an endless loop (raise the paginator's `max_pages` if intended).")
-        if self.full_pages and self.short_page and data:
-            raise PaginationError(
-                f"Page {self.pages} of {self.resource} follows a page shorter than the widest ({self.widest} "
-                "records): the API seems to cap the page size below what was asked, so records between pages "
-                f"would be skipped. Ask for at most {self.widest} records a page (the endpoint's `params` in the "
-                "API config); nothing was written.")
-        self.widest = max(self.widest, len(data))
-        self.short_page, self.previous_ids = len(data) < self.widest, ids
+        self.previous_ids = ids
+        self.records += len(data)
         super().update_state(response, data)
         if not data:
             self._has_next_page = False
+        total = self.records_total(response.json())
+        if isinstance(total, int):
+            self.stats.of(self.resource).api_total = total
+            if not self._has_next_page and self.records != total:
+                raise PaginationError(
+                    f"{self.records} records of {self.resource} were served for a total of {total}: pages were "
+                    "skipped or cut short (an API that caps its page size below what was asked?). Nothing was "
+                    "written; check the endpoint's `paginator` and `params` in the API config.")
 
 
 class GuardedCursorPaginator(PageGuard, JSONResponseCursorPaginator):
@@ -264,7 +267,7 @@ class GuardedHeaderLinkPaginator(PageGuard, HeaderLinkPaginator):
 
 
 class GuardedPageNumberPaginator(PageGuard, PageNumberPaginator):
-    full_pages = True
+    pass
 
 
 GUARDED = {"cursor": GuardedCursorPaginator, "json_link": GuardedJsonLinkPaginator,

@@ -307,7 +307,7 @@ class PageValidator:
                 try:
                     value = coerce_value(column.data_type, py_type_to_sc_type(type(value)), value)
                 except Exception:  # dlt's coercions raise what their parsers raise
-                    problem = _CHECKS[column.data_type](value) or f"is not {column.data_type}"
+                    problem = _CHECKS[column.data_type](value) or f"cannot be read as a {column.data_type}"
                     raise SchemaViolation(
                         self.resource, record.get(self.key), column.name,
                         f"{problem} (got {type(value).__name__} {str(value)[:40]!r}), and dlt would not coerce it",

@@ -50,8 +50,9 @@ def _attach(resource: dict, endpoint: Endpoint, client: ApiClient, window: Optio
     if paging.type == "offset":
         options["paginator"] = SafeOffsetPaginator(endpoint.name, paging, client.stats, client.lookahead)
     else:
-        kwargs = paging.model_dump(exclude={"type", "max_pages"})
-        options["paginator"] = GUARDED[paging.type](endpoint.name, endpoint.primary_key, paging.max_pages, **kwargs)
+        kwargs = paging.model_dump(exclude={"type", "max_pages", "records_total_path"})
+        options["paginator"] = GUARDED[paging.type](endpoint.name, endpoint.primary_key, client.stats, paging.max_pages,
+                                                    paging.records_total_path, **kwargs)
     if window is not None:
         options["params"] = {**options["params"], **endpoint.incremental.params(window.start, window.end)}
     selector = endpoint.endpoint.data_selector

@@ -88,6 +88,8 @@ class DemoApiConfig:
     include_total: bool = True
     has_more: bool = False  # offset paging only
     total_bias: int = 0  # the reported `total` exceeds the records served by this many (a broken API)
+    resource_paths: tuple[str, ...] = (RESOURCE_PATH,)  # paths that serve the records (an API of several endpoints)
+    page_cap_skips: bool = False  # page_number with a page_cap: pages start where uncapped ones would (a broken API)
     port: int = 0  # 0 -> ephemeral
     # Shapes of real APIs, for testing clients against them; the defaults are the demo API as it always was.
     token_auth_method: str = "any"  # "any" (body, else HTTP Basic), "client_secret_basic", "client_secret_post"
@@ -710,7 +712,7 @@ class _Handler(BaseHTTPRequestHandler):
         # The limiter stands in front, like a gateway: what it refuses never reaches faults or latency.
         limited, limit_headers = api._admit(path)
         fault = None if limited else api.faults._take(path)
-        if not limited and path == RESOURCE_PATH and api.config.latency_ms > 0:
+        if not limited and path in api.config.resource_paths and api.config.latency_ms > 0:
             api.faults._sleep(api.config.latency_ms / 1000)
         kind = fault.kind if fault else None
         if kind in ("reset", "hang"):
@@ -1062,7 +1064,7 @@ class DemoApi:
         Returns the 429 to send instead (None when admitted) and the rate limit
         headers every resource response carries.
         """
-        if path != RESOURCE_PATH:
+        if path not in self._config.resource_paths:
             return None, ()
         now = time.monotonic()
         with self._stats_lock:
@@ -1088,11 +1090,11 @@ class DemoApi:
     def _respond(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
     ) -> _Response:
-        if path not in (TOKEN_PATH, RESOURCE_PATH):
+        if path != TOKEN_PATH and path not in self._config.resource_paths:
             return _json_response(404, {"error": "not_found"})
         if method != ("POST" if path == TOKEN_PATH else "GET"):
             return _json_response(405, {"error": "method_not_allowed"})
-        response = self._token(headers, body) if path == TOKEN_PATH else self._resource(headers, query)
+        response = self._token(headers, body) if path == TOKEN_PATH else self._resource(headers, query, path)
         if response.status == 200:  # what repeat_page replays: the body, and the link to the same next page
             self._last_success[path] = _Response(200, response.body, headers=_link_headers(response))
         return response
@@ -1143,7 +1145,7 @@ class DemoApi:
         pairs = ((client_id, self._config.client_id), (client_secret, self._config.client_secret))
         return all(secrets.compare_digest(given.encode(), known.encode()) for given, known in pairs)
 
-    def _resource(self, headers: Mapping[str, str], query: Mapping[str, str]) -> _Response:
+    def _resource(self, headers: Mapping[str, str], query: Mapping[str, str], path: str = RESOURCE_PATH) -> _Response:
         if not self._tokens.valid(_bearer(headers.get("Authorization"))):
             return _invalid_token()
         try:
@@ -1156,7 +1158,7 @@ class DemoApi:
         empty = _EMPTY_PAGES[self._config.empty_page]
         if empty is not None and not page.fragments:
             return empty
-        return self._page(query, request, page)
+        return self._page(query, request, page, path=path)
 
     def _page_request(self, query: Mapping[str, str]) -> _PageRequest:
         """Parse the paging and window parameters of the configured style; ValueError means a 400."""
@@ -1167,11 +1169,11 @@ class DemoApi:
             offset = _int_param(query, "offset", 0, minimum=0)
         elif style != "page_number":
             after = _cursor_param(query)
-        size = _int_param(query, "page_size" if style == "page_number" else "limit", 100, minimum=1)
+        asked = size = _int_param(query, "page_size" if style == "page_number" else "limit", 100, minimum=1)
         if config.page_cap is not None:
             size = min(size, config.page_cap)
         if style == "page_number":
-            offset = (_int_param(query, "page", 1, minimum=1) - 1) * size
+            offset = (_int_param(query, "page", 1, minimum=1) - 1) * (asked if config.page_cap_skips else size)
         if config.ignore_window:  # such an API does not even look at the parameters, let alone reject them
             return _PageRequest(None, None, offset, size, after)
         lo, hi = (_time_param(query, name, config.window_format) for name in config.window_params)
@@ -1193,6 +1195,7 @@ class DemoApi:
         data: str | None = None,
         data_key: str = "data",
         total_json: str | None = None,
+        path: str = RESOURCE_PATH,
     ) -> _Response:
         config = self._config
         if total_json is None and config.include_total:
@@ -1208,7 +1211,7 @@ class DemoApi:
             fields.append(("total_pages", str(-(-page.total // request.size))))
         else:  # keyset styles: where the next page starts, as a cursor or as a link carrying it
             cursor = _cursor(page.last_id) if more and page.last_id is not None else None
-            link = cursor and f"{self._origin}{RESOURCE_PATH}?{urlencode({**query, 'cursor': cursor})}"
+            link = cursor and f"{self._origin}{path}?{urlencode({**query, 'cursor': cursor})}"
             if style == "cursor":
                 fields.append(("next_cursor", json.dumps(cursor)))
             elif style == "json_link":

@@ -1,8 +1,11 @@
 """OAuth2 client credentials: one shared token, renewed ahead of expiry, on a 401, and on retries."""
 
+import copy
+
 import pytest
 
-from analytics_assets.errors import CredentialsRejected, RetriesExhausted, TokenRejected
+from analytics_assets.api.definition import BUILT_IN_CONFIG, parse_definition
+from analytics_assets.errors import CredentialsRejected, RetriesExhausted, TokenEndpointError, TokenRejected
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum
 
 
@@ -88,3 +91,42 @@ def test_auth_object_repr_hides_secrets(demo_api):
         client.auth.token()
         for text in (repr(client.auth), str(client.auth), repr(settings)):
             assert demo_api.config.client_secret not in text and str(client.auth.access_token) not in text
+
+
+def test_a_refusal_shows_the_providers_reason_not_the_secret(make_api, syncer):
+    """A careless provider echoes the request in its error: the reason it gives is shown, the
+    credentials in it are not."""
+    api = make_api(records=10)
+    api.faults.queue("echo_credentials", path="/oauth/token")
+    with pytest.raises(CredentialsRejected) as failure:
+        syncer.run(api)
+    message = str(failure.value)
+    assert "invalid_client: bad client" in message
+    assert api.config.client_secret not in message and "client_secret=" not in message
+
+
+def test_a_token_endpoint_that_is_not_there_names_the_token_url_setting(demo_api, syncer):
+    with pytest.raises(TokenEndpointError, match=r"answered HTTP 404.*Check ANALYTICS_TOKEN_URL"):
+        syncer.run(demo_api, settings=settings_for(demo_api, token_url=demo_api.base_url + "/oauth/wrong"))
+    assert demo_api.request_count(path="/v1/resource") == 0
+
+
+def test_the_token_request_is_never_redirected(make_api, syncer):
+    """A 307 would have the client post its secret again, wherever the Location says."""
+    elsewhere = make_api(records=10)
+    api = make_api(records=10)
+    api.faults.queue("redirect", path="/oauth/token", location=elsewhere.token_url)
+    with pytest.raises(TokenEndpointError, match="redirect to 127.0.0.1; the token request is never redirected"):
+        syncer.run(api)
+    assert elsewhere.requests == []
+
+
+def test_basic_client_authentication_sends_no_credentials_in_the_form(make_api, syncer):
+    """RFC 6749 §2.3.1: id and secret form-urlencoded, then HTTP Basic; the demo refuses a secret in
+    the form in this mode."""
+    api = make_api(records=300, days=3, token_auth_method="client_secret_basic",
+                   client_id="team:a+b", client_secret="p%ss+w:rd ok")
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    config["client"]["auth"]["token_endpoint_auth_method"] = "client_secret_basic"
+    syncer.run(api, definition=parse_definition(config, "test")[0])
+    assert_table_matches(syncer.db, api.all_records())

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from analytics_assets.errors import RequestRejected, RetriesExhausted
+from analytics_assets.errors import HostNotFound, RequestRejected, RetriesExhausted
+from analytics_assets.settings import Settings
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum
 
 
@@ -135,3 +136,21 @@ def test_backoff_waits_two_four_and_eight_seconds(make_api, syncer):
     gaps = [later - earlier for earlier, later in zip(arrivals[1:], arrivals[2:5])]
     for gap, wait in zip(gaps, (2, 4, 8)):
         assert wait <= gap < wait + 1.5, f"waits between attempts were {gaps}, not 2, 4 and 8 s"
+
+
+def test_a_name_that_does_not_resolve_fails_at_once_naming_the_host(syncer):
+    settings = Settings(api_base_url="https://analytics-api.invalid", client_id="id", client_secret="secret",
+                        http_timeout=2.0, backoff_factor=0.05)
+    started = time.monotonic()
+    with pytest.raises(HostNotFound, match="'analytics-api.invalid' does not resolve.*ANALYTICS_TOKEN_URL"):
+        syncer.run(None, settings=settings)
+    assert time.monotonic() - started < 5, "a name that does not resolve is not retried"
+
+
+def test_a_retry_after_beyond_the_cap_is_reported_and_named_when_retries_run_out(demo_api, syncer):
+    warnings: list[str] = []
+    demo_api.faults.queue("status", status=429, retry_after=120, times=4, after=1)
+    with pytest.raises(RetriesExhausted) as failure:
+        syncer.run(demo_api, settings=settings_for(demo_api, max_retry_wait=0.1), warn=warnings.append)
+    assert "asked to wait 120 s" in str(failure.value) and "ANALYTICS_MAX_RETRY_WAIT=0.1" in str(failure.value)
+    assert len(warnings) == 4 and all("asked to wait 120 s" in w and "ANALYTICS_MAX_RETRY_WAIT" in w for w in warnings)

@@ -108,3 +108,28 @@ def test_server_serving_fewer_records_than_its_total_fails_loudly(make_api, sync
     with pytest.raises(PaginationError, match="350 records were served for a total of 351"):
         syncer.run(api, settings=settings_for(api, max_concurrency=concurrency))
     assert table_checksum(syncer.db) == before
+
+
+def cursor_definition(**paginator):
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    config["resources"][0]["endpoint"]["paginator"] = {"type": "cursor", "cursor_path": "next_cursor", **paginator}
+    return parse_definition(config, "test")[0]
+
+
+def test_a_cursor_api_repeating_a_page_stops_with_the_loop_guard(make_api, syncer):
+    api = make_api(records=350, days=3, pagination="cursor")
+    api.faults.queue("repeat_page", after=1)
+    with pytest.raises(PaginationError, match="repeats the previous page"):
+        syncer.run(api, definition=cursor_definition())
+
+
+def test_a_cursor_api_that_never_ends_stops_at_max_pages(make_api, syncer):
+    api = make_api(records=350, days=3, pagination="cursor")
+    with pytest.raises(PaginationError, match="more than 2 pages"):
+        syncer.run(api, definition=cursor_definition(max_pages=2))
+
+
+def test_a_cursor_api_whose_pages_fall_short_of_its_total_fails(make_api, syncer):
+    api = make_api(records=350, days=3, pagination="cursor", total_bias=1)
+    with pytest.raises(PaginationError, match="350 records of resource_name were served for a total of 351"):
+        syncer.run(api, definition=cursor_definition())

@@ -427,6 +427,24 @@ def test_page_number_paging(session: requests.Session) -> None:
         assert get(api, session, get_token(api, session), page=9).status_code == 204
 
 
+def test_page_cap_skips_starts_pages_where_uncapped_ones_would(session: requests.Session) -> None:
+    with serve(pagination="page_number", page_cap=40, page_cap_skips=True) as api:
+        token = get_token(api, session)
+        second = get(api, session, token, page=2, page_size=100).json()["data"]
+        assert second == api.all_records()[100:140]  # records 40..99 are never served
+
+
+def test_several_resource_paths_serve_the_records(session: requests.Session) -> None:
+    with serve(resource_paths=("/v1/resource", "/v1/other")) as api:
+        token = get_token(api, session)
+        for path in ("/v1/resource", "/v1/other"):
+            response = session.get(api.base_url + path, params={"limit": 500},
+                                   headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+            assert response.json()["data"] == api.all_records()
+        assert session.get(api.base_url + "/v1/nothing", timeout=TIMEOUT).status_code == 404
+        assert [path for (_, path, _, _) in api.requests if path != "/oauth/token"] == ["/v1/resource", "/v1/other", "/v1/nothing"]
+
+
 @pytest.mark.parametrize("style", ["cursor", "json_link", "header_link"])
 def test_keyset_paging_skips_nothing_when_served_records_are_deleted(session: requests.Session, style: str) -> None:
     with serve(pagination=style) as api:

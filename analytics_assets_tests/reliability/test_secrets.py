@@ -5,7 +5,9 @@ run's error does not quote the secret either."""
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
+import json
 import pickle
 import sqlite3
 import threading
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance
 
+from analytics_assets.api.definition import BUILT_IN_CONFIG
 from analytics_assets_tests.reliability.conftest import (
     END_DATE,
     TABLE_ASSET,
@@ -38,6 +41,7 @@ def leak_forms(client_id: str, secret: str, tokens: list[str]) -> dict[str, byte
         "secret (percent-encoded)": quote(secret, safe=""),
         "secret (base64)": base64.b64encode(secret.encode()).decode(),
         "basic auth header": base64.b64encode(f"{client_id}:{secret}".encode()).decode(),
+        "basic auth header (form-encoded)": base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()).decode(),
     }
     for i, token in enumerate(tokens):
         forms[f"access token #{i + 1}"] = token
@@ -108,12 +112,20 @@ def assert_absent(forms: dict[str, bytes], where: str, blobs: Iterator[bytes]) -
     return scanned
 
 
+@pytest.mark.parametrize("auth_method", ["client_secret_post", "client_secret_basic"])
 def test_secret_and_tokens_never_stored_or_printed(make_api, processes: Processes, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    secret = f"S3cr3t-{uuid.uuid4()}"
-    api = make_api(records=500, days=5, end_date=END_DATE, client_secret=secret)
+                                                   monkeypatch: pytest.MonkeyPatch, auth_method: str) -> None:
+    """With the secret in the token request's form, or in its HTTP Basic header (form-encoded first,
+    so a secret with `+`, `/` and a space has a spelling of its own there)."""
+    secret = f"S3cr3t+/ {uuid.uuid4()}"
+    api = make_api(records=500, days=5, end_date=END_DATE, client_secret=secret,
+                   token_auth_method="any" if auth_method == "client_secret_post" else auth_method)
     db = tmp_path / "warehouse" / "warehouse.duckdb"
     set_api_env(monkeypatch, api, db)
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    config["client"]["auth"]["token_endpoint_auth_method"] = auth_method
+    (tmp_path / "api.json").write_text(json.dumps(config))
+    monkeypatch.setenv("ANALYTICS_API_CONFIG", str(tmp_path / "api.json"))
     tokens = capture_tokens(api)
     api.faults.on_page(2, lambda a: a.revoke_tokens())  # a second token, fetched after a 401
     home = make_dagster_home(tmp_path / "dagster_home")

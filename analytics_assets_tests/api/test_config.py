@@ -1,0 +1,133 @@
+"""The API config file: checked when the definitions load, naming the key's path, what was expected
+and the file; the README's example and reference table are the real thing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analytics_assets.api.config import reference_table
+from analytics_assets.api.definition import BUILT_IN_CONFIG, load_definition
+from analytics_assets.definitions import build_defs
+from analytics_assets.settings import Settings, SettingsError
+from analytics_assets_tests.conftest import assert_table_matches, day_bounds, run_job
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_example() -> dict:
+    text = README.read_text()
+    return yaml.safe_load(re.search(r"<!-- example api.yaml -->\n```yaml\n(.*?)```", text, re.S).group(1))
+
+
+def write(tmp_path: Path, config: object, name: str = "api.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(config) if name.endswith(".json") else yaml.safe_dump(config))
+    return path
+
+
+def refused(tmp_path: Path, config: object, *words: str, name: str = "api.yaml") -> str:
+    path = write(tmp_path, config, name)
+    with pytest.raises(SettingsError) as error:
+        load_definition(Settings(api_config=path))
+    message = str(error.value)
+    assert f"ANALYTICS_API_CONFIG={path}" in message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_readme_reference_table_is_the_model():
+    assert reference_table() in README.read_text(), (
+        "README's table of config keys differs from api/config.py; paste `reference_table()` into it")
+
+
+def test_the_built_in_definition_is_the_seed_with_its_schema(tmp_path):
+    path = write(tmp_path, BUILT_IN_CONFIG, "api.json")
+    assert load_definition(Settings(api_config=path)).config == load_definition(Settings()).config
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda c: c["resources"][0]["endpoint"]["incremental"].update(start_param=5),
+     ["resources[0].endpoint.incremental.start_param must be text; got '5'"]),
+    (lambda c: c["resources"][0]["endpoint"]["incremental"].update(start="x"),
+     ["resources[0].endpoint.incremental.start is not a key", "start_param, end_param, cursor_path, value_format"]),
+    (lambda c: c["resources"][0]["endpoint"]["incremental"].update(value_format="unix"),
+     ["value_format must be one of iso8601, epoch_seconds, epoch_millis, date; got 'unix'"]),
+    (lambda c: c["resources"][0]["endpoint"].update(paginator={"type": "offset", "limit": "ten"}),
+     ["resources[0].endpoint.paginator.limit must be a whole number; got 'ten'"]),
+    (lambda c: c["resources"][0]["endpoint"].update(paginator={"type": "offset", "lmit": 10}),
+     ["paginator.lmit is not a key", "limit, offset, offset_param"]),
+    (lambda c: c["resources"][0]["endpoint"].update(paginator={"type": "scroll"}),
+     ["paginator must be one of offset, cursor, json_link, header_link, page_number; got 'scroll'"]),
+    (lambda c: c["resources"][0]["columns"]["id"].update(data_type="integer"),
+     ["resources[0].columns.id.data_type must be one of text, bigint"]),
+    (lambda c: c["resources"].append({"name": "Other-Table"}), ["resources[1].name must be lowercase"]),
+    (lambda c: c["resources"].append({"name": "resource_name"}), ["'resource_name' is used twice"]),
+    (lambda c: c["client"]["auth"].update(token_endpoint_auth_method="basic"),
+     ["client.auth.token_endpoint_auth_method must be one of client_secret_post, client_secret_basic"]),
+    (lambda c: c.update(resource_defaults={"bogus": 1}), ["resource_defaults.bogus is not a key"]),
+    (lambda c: c.update(sources=[]), ["`sources` is not a key of the API config"]),
+])
+def test_a_wrong_key_names_its_path_what_was_expected_and_the_file(tmp_path, change, words):
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    change(config)
+    refused(tmp_path, config, *words)
+
+
+@pytest.mark.parametrize("key", ["client_secret", "client_id"])
+def test_credentials_in_the_file_are_refused_without_being_quoted(tmp_path, key):
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    config["client"]["auth"][key] = "S3cr3t-in-the-file"
+    message = refused(tmp_path, config, f"client.auth.{key}", f"ANALYTICS_{key.upper()}")
+    assert "S3cr3t-in-the-file" not in message
+
+
+def test_a_file_that_is_not_yaml_names_the_file(tmp_path):
+    path = tmp_path / "api.yaml"
+    path.write_text("client: [unclosed\n")
+    with pytest.raises(SettingsError, match=f"ANALYTICS_API_CONFIG={path}: not valid YAML"):
+        load_definition(Settings(api_config=path))
+
+
+def test_a_variable_that_is_set_wins_over_the_file(tmp_path):
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    config["client"].update(base_url="https://file.example.com")
+    config["client"]["auth"]["token_url"] = "https://file.example.com/token"
+    definition = load_definition(Settings(api_config=write(tmp_path, config)))
+    assert definition.urls(Settings()) == ("https://file.example.com", "https://file.example.com/token")
+    assert definition.urls(Settings(api_base_url="https://env.example.com", token_url="https://env.example.com/t")) \
+        == ("https://env.example.com", "https://env.example.com/t")
+
+
+def test_every_resource_of_the_file_is_a_table_asset_endpoint_and_checks(tmp_path):
+    defs = build_defs(Settings(api_config=write(tmp_path, readme_example())))
+    keys = {key.to_user_string() for key in defs.get_repository_def().asset_graph.get_all_asset_keys()}
+    assert keys == {"analytics/events", "analytics/accounts", "analytics_api/events", "analytics_api/accounts"}
+    checks = {(key.asset_key.to_user_string(), key.name) for key in defs.get_repository_def().asset_graph.asset_check_keys}
+    assert {("analytics/events", "window_complete"), ("analytics/accounts", "id_unique")} <= checks
+
+
+def test_the_readme_example_runs_against_the_demo_api(make_api, tmp_path, monkeypatch):
+    """The example as written, with the URLs the variables give, against a demo API shaped like it."""
+    api = make_api(records=500, days=5, end_date=date(2026, 11, 20), token_auth_method="client_secret_basic",
+                   required_scope="analytics.read events.read",
+                   required_token_fields={"audience": "https://api.example.com"},
+                   window_params=("start_time", "end_time"), window_format="epoch_seconds",
+                   resource_paths=("/v1/events", "/v1/accounts"))
+    for name, value in {"ANALYTICS_API_CONFIG": str(write(tmp_path, readme_example())),
+                        "ANALYTICS_API_BASE_URL": api.base_url, "ANALYTICS_TOKEN_URL": api.token_url,
+                        "ANALYTICS_CLIENT_ID": api.config.client_id, "ANALYTICS_CLIENT_SECRET": api.config.client_secret,
+                        "ANALYTICS_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}.items():
+        monkeypatch.setenv(name, value)
+    result = run_job("2026-11-17")
+    assert result.success
+    expected = api.records_in_window(*day_bounds("2026-11-17"))
+    assert_table_matches(tmp_path / "warehouse.duckdb", expected, table="analytics.events")
+    assert_table_matches(tmp_path / "warehouse.duckdb", expected, table="analytics.accounts")
