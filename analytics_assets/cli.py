@@ -2,7 +2,8 @@
 
 `demo` proves the whole path offline in one command: bundled API, Dagster run, DuckDB file, checks.
 `dev` opens the same project in the Dagster UI, wired to the demo API. `demo-api` serves the API
-alone. Runs use a persistent DAGSTER_HOME under data/ so they show up in the UI afterwards.
+alone. Both use data/demo.duckdb and a persistent data/dagster_home (so runs show up in the UI
+afterwards), never the warehouse or instance the environment names, unless --use-environment.
 """
 
 from __future__ import annotations
@@ -25,17 +26,30 @@ from .defs.resources import WarehouseResource
 from .demo_api import DemoApi, DemoApiConfig
 from .settings import Settings, variable
 from .warehouse.pool import create_pool
-from .warehouse.sql import DESTINATIONS, location
+from .warehouse.sql import DESTINATIONS, location, private_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECORDS = 5000
 DEMO_DAYS = 7
+DEMO_DATA = Path("data")  # under the current folder: data/demo.duckdb, data/dagster_home
+
+
+def _demo_environment(use_environment: bool) -> None:
+    """The demo's own scratch warehouse and Dagster instance under data/, whatever the environment
+    names (a deployment's warehouse must not receive demo rows), unless told otherwise."""
+    if use_environment:
+        return
+    for name in list(os.environ):
+        if name.startswith(("ANALYTICS_", "DESTINATION__")):
+            del os.environ[name]
+    os.environ[variable("duckdb_path")] = str((DEMO_DATA / "demo.duckdb").resolve())
+    os.environ["DAGSTER_HOME"] = str((DEMO_DATA / "dagster_home").resolve())
 
 
 def _dagster_home() -> Path:
-    """data/dagster_home, created once with the project's dagster.yaml (writer pool limit 1)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or Path("data") / "dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    """$DAGSTER_HOME, created once with the project's dagster.yaml (writer pool limit 1)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or DEMO_DATA / "dagster_home").resolve()
+    private_folder(home).chmod(0o700)  # Dagster's storage: the runs, their logs and metadata
     config = home / "dagster.yaml"
     if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
         shutil.copyfile(PROJECT_ROOT / "dagster.yaml", config)
@@ -53,7 +67,8 @@ def _point_at(api: DemoApi) -> None:
     os.environ[variable("client_secret")] = api.config.client_secret
 
 
-def demo(days: int, records: int) -> int:
+def demo(days: int, records: int, use_environment: bool = False) -> int:
+    _demo_environment(use_environment)
     _dagster_home()
     with DemoApi(DemoApiConfig(records=records, days=DEMO_DAYS)) as api:
         _point_at(api)
@@ -90,7 +105,8 @@ def _report(result, keys: list[str], api: DemoApi) -> None:  # noqa: ANN001 - a 
     print("Browse it: `analytics-assets dev`, then open http://127.0.0.1:3000")
 
 
-def dev(port: int) -> int:
+def dev(port: int, use_environment: bool = False) -> int:
+    _demo_environment(use_environment)
     _dagster_home()
     with DemoApi(DemoApiConfig(records=DEMO_RECORDS, days=DEMO_DAYS)) as api:
         _point_at(api)
@@ -111,12 +127,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     run_demo.add_argument("--records", type=int, default=DEMO_RECORDS)
     run_dev = commands.add_parser("dev", help="the Dagster UI on the bundled demo API")
     run_dev.add_argument("--port", type=int, default=3000)
+    for command in (run_demo, run_dev):
+        command.add_argument("--use-environment", action="store_true",
+                             help="keep the environment's warehouse and DAGSTER_HOME instead of data/demo.duckdb "
+                             "and data/dagster_home")
     commands.add_parser("demo-api", help="serve the bundled demo API alone", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
-        return demo(args.days, args.records)
+        return demo(args.days, args.records, args.use_environment)
     if args.command == "dev":
-        return dev(args.port)
+        return dev(args.port, args.use_environment)
     from .demo_api.cli import main as demo_api_main
 
     return demo_api_main(rest)

@@ -32,6 +32,13 @@ class TokenEndpointError(AnalyticsSyncError):
         )
 
 
+class ResponseRefused(AnalyticsSyncError):
+    """A response this project does not read: too large, too slow, or from somewhere else."""
+
+    def __init__(self, where: str, problem: str, fix: str) -> None:
+        super().__init__(f"{where} {problem}; nothing was written. {fix}")
+
+
 class HostNotFound(AnalyticsSyncError):
     def __init__(self, host: str, setting: str) -> None:
         super().__init__(

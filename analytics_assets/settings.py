@@ -69,6 +69,12 @@ class Settings(BaseModel):
         None, gt=0, description="steps writing the warehouse at once, set on the pool when it is first "
         "created (default: the instance's pool limit); DuckDB needs 1")
     partitions_start: date = Field(date(2026, 11, 1), description="first daily partition")
+    max_response_bytes: int = Field(64 * 2**20, gt=0, le=2**30, description="the largest response body read "
+                                    "(decompressed), counted while it arrives; a larger one fails the run")
+    request_deadline: float = Field(120.0, gt=0, le=3600, allow_inf_nan=False, description="seconds a request "
+                                    "may take in all, connecting, headers and body, whatever the server's pace")
+    max_new_columns: int = Field(100, ge=0, le=10_000, description="undeclared fields a run takes as new "
+                                 "columns (schema drift) before it fails instead")
     http_timeout: float = launch_field(30.0, gt=0, le=600, allow_inf_nan=False,
                                        description="seconds to wait for a connection or for the next bytes of a response")
     max_retries: int = launch_field(3, ge=0, le=10, description="retries after the first attempt")

@@ -28,9 +28,29 @@ def test_demo_command_runs_end_to_end(tmp_path):
     days = re.findall(r"(\d{4}-\d{2}-\d{2}): (\d+) rows \(the API holds (\d+)\)", output)
     assert len(days) == 2 and all(rows == held and int(rows) > 0 for _, rows, held in days)
     assert output.count("passed") == 3
-    assert (tmp_path / "data" / "warehouse.duckdb").exists()
+    assert (tmp_path / "data" / "demo.duckdb").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data" / "dagster_home").stat().st_mode & 0o777 == 0o700
     with DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
         assert len(instance.get_runs()) == 1, "the run is kept for the UI"
+
+
+def test_the_demo_never_writes_where_the_environment_points(tmp_path):
+    """A deployment's variables name its real warehouse and instance: the demo's rows go to its own
+    scratch file, its run to its own instance."""
+    import duckdb
+
+    production = tmp_path / "production.duckdb"
+    with duckdb.connect(str(production)) as connection:
+        connection.execute("CREATE TABLE kept AS SELECT 1 AS id")
+    before = production.read_bytes()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ANALYTICS_DUCKDB_PATH": str(production),
+           "ANALYTICS_DESTINATION": "postgres", "DAGSTER_HOME": str(tmp_path / "production_home"),
+           "ANALYTICS_API_CONFIG": str(tmp_path / "missing.yaml")}
+    completed = subprocess.run([str(BIN / "analytics-assets"), "demo", "--days", "1", "--records", "700"],
+                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert production.read_bytes() == before and not (tmp_path / "production_home").exists()
+    assert (tmp_path / "data" / "demo.duckdb").exists()
 
 
 def test_two_cli_materializations_at_once_queue_on_the_writer_pool(dagster_api, tmp_path):

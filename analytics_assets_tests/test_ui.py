@@ -8,6 +8,7 @@ three-day backfill. Screenshots land in artifacts/ui/ (with the `dagster dev` lo
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -242,6 +243,40 @@ def test_asset_page_lists_columns_and_lineage_before_any_run(ui: Ui, page) -> No
     expect(page.locator('a[href="/assets/analytics/resource_name_daily_summary"]')).to_be_visible()
     expect(page.get_by_text("analytics.resource_name").first).to_be_visible()
     page.screenshot(path=ARTIFACTS / "asset-page.png", full_page=True)
+
+
+LAUNCHPAD = "/locations/analytics_assets/jobs/analytics_job/playground"
+
+
+@pytest.mark.parametrize("resource, field, value", [
+    ("analytics_api", "base_url", "{evil}"),
+    ("analytics_api", "token_url", "{evil}/oauth/token"),
+    ("analytics_api", "client_secret", "typed-in-the-launchpad"),
+    ("warehouse", "duckdb_path", "/tmp/elsewhere.duckdb"),
+])
+def test_launchpad_refuses_config_that_would_send_the_run_elsewhere(ui: Ui, page, resource: str, field: str,
+                                                                    value: str) -> None:  # noqa: ANN001
+    """Anyone who can open the UI can open the launchpad: URLs, credentials and paths are not
+    among the fields it accepts, so the run cannot be launched and nothing reaches the server."""
+    from dagster import DagsterInstance
+    from playwright.sync_api import expect
+
+    with DemoApi(DemoApiConfig(records=1)) as evil, DagsterInstance.from_config(str(ui.dagster_home)) as instance:
+        runs_before = len(instance.get_runs())
+        page.goto(ui.url + LAUNCHPAD)
+        partition = page.get_by_placeholder("Partition")
+        partition.fill(ONE_DAY)
+        partition.press("Enter")
+        expect(page.get_by_text(f"partition: {ONE_DAY}")).to_be_visible()
+        config = {"resources": {resource: {"config": {field: value.format(evil=evil.base_url)}}}}
+        page.locator(".CodeMirror").click()
+        page.keyboard.press("Control+A")
+        page.keyboard.insert_text(json.dumps(config))  # as pasted
+        expect(page.get_by_text(f'Received unexpected config entry "{field}" at path '
+                                f"root:resources:{resource}:config")).to_be_visible()
+        expect(page.get_by_role("button", name="Launch Run")).to_be_disabled()
+        page.screenshot(path=ARTIFACTS / f"launchpad-refuses-{field}.png")
+        assert evil.requests == [] and len(instance.get_runs()) == runs_before
 
 
 def test_materialize_one_partition_from_the_asset_page(ui: Ui, page) -> None:  # noqa: ANN001

@@ -300,32 +300,35 @@ def main() -> int:
         # dlt's defaults take about 4 GB at 100,000 records and grow with them: at 1,000,000 they
         # would take more memory than the machine has.
         contenders = ("floor", "ours") if args.large else ("floor", "ours", "dlt_defaults")
-        with demo_api(records) as base_url, _checkout(args.against, workdir) as earlier:
-            results = {mode: measure(mode, base_url, workdir) for mode in contenders}
+        with _checkout(args.against, workdir) as earlier:
+            with demo_api(records) as base_url:
+                results = {mode: measure(mode, base_url, workdir) for mode in contenders}
+                if earlier is not None:
+                    (workdir / "earlier").mkdir()
+                    results[f"ours@{args.against}"] = measure("ours", base_url, workdir / "earlier", earlier)
+            print(f"\n{'contender':<22}{'rows':>12}{'seconds':>10}{'records/s':>12}{'peak RSS MB':>13}")
+            for mode, r in results.items():
+                r["rate"] = records / r["seconds"]
+                print(f"{mode:<22}{r['rows']:>12,}{r['seconds']:>10.1f}{r['rate']:>12,.0f}{r['peak_rss_mb']:>13,.0f}")
+                assert r["rows"] == records, f"{mode} loaded {r['rows']} of {records}"
+            print(f"ours / floor:        {results['ours']['rate'] / results['floor']['rate']:.2f}")
             if earlier is not None:
-                (workdir / "earlier").mkdir()
-                results[f"ours@{args.against}"] = measure("ours", base_url, workdir / "earlier", earlier)
-        print(f"\n{'contender':<22}{'rows':>12}{'seconds':>10}{'records/s':>12}{'peak RSS MB':>13}")
-        for mode, r in results.items():
-            r["rate"] = records / r["seconds"]
-            print(f"{mode:<22}{r['rows']:>12,}{r['seconds']:>10.1f}{r['rate']:>12,.0f}{r['peak_rss_mb']:>13,.0f}")
-            assert r["rows"] == records, f"{mode} loaded {r['rows']} of {records}"
-        print(f"ours / floor:        {results['ours']['rate'] / results['floor']['rate']:.2f}")
-        if args.against:
-            print(f"ours / ours at {args.against}: {results['ours']['rate'] / results[f'ours@{args.against}']['rate']:.2f}")
-        if "dlt_defaults" in results:
-            print(f"ours / dlt defaults: {results['ours']['rate'] / results['dlt_defaults']['rate']:.2f}")
-        else:
-            print("dlt defaults: skipped at --large (about 4 GB at 100,000 records, growing with the records)")
+                print(f"ours / ours at {args.against}: "
+                      f"{results['ours']['rate'] / results[f'ours@{args.against}']['rate']:.2f}")
+            if "dlt_defaults" in results:
+                print(f"ours / dlt defaults: {results['ours']['rate'] / results['dlt_defaults']['rate']:.2f}")
+            else:
+                print("dlt defaults: skipped at --large (about 4 GB at 100,000 records, growing with the records)")
 
-        latency = 50
-        (workdir / "latency").mkdir()
-        with demo_api(args.latency_records, latency_ms=latency) as base_url:
-            slow = measure("ours", base_url, workdir / "latency")
-        ceiling = 100 / (latency / 1000)
-        rate = args.latency_records / slow["seconds"]
-        print(f"\nlatency {latency} ms/request, {args.latency_records:,} records: ours {rate:,.0f} records/s, "
-              f"sequential ceiling {ceiling:,.0f}; ours / ceiling: {rate / ceiling:.2f}")
+            latency = 50
+            ceiling = 100 / (latency / 1000)
+            for name, code in [("ours", ROOT)] + ([(f"ours at {args.against}", earlier)] if earlier else []):
+                folder = workdir / f"latency-{len(name)}"
+                folder.mkdir()
+                with demo_api(args.latency_records, latency_ms=latency) as base_url:
+                    rate = args.latency_records / measure("ours", base_url, folder, code)["seconds"]
+                print(f"\nlatency {latency} ms/request, {args.latency_records:,} records: {name} {rate:,.0f} records/s, "
+                      f"sequential ceiling {ceiling:,.0f}; {name} / ceiling: {rate / ceiling:.2f}")
 
         growth = merge_growth(args.merge_rows, workdir)
         small, large = args.merge_rows

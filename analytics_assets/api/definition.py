@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping, Optional
@@ -102,9 +103,10 @@ class Origin:
     port: int
 
 
-def check_url(url: object, setting: str) -> str:
+def check_url(url: object, setting: str, query: bool = False) -> str:
     """`url` as urllib3 normalises it, or SettingsError naming `setting`. A URL holding credentials
-    is refused without being quoted."""
+    is refused without being quoted. A `query` is allowed where nothing is appended to the URL (a
+    token URL: some identity providers name a policy there)."""
     example = "an http(s) URL such as https://api.example.com"
     if not isinstance(url, str) or not url:
         raise SettingsError(f"{setting} must be {example}; got {url!r}.")
@@ -123,11 +125,14 @@ def check_url(url: object, setting: str) -> str:
             "would travel in clear text. Use https (plain http is allowed only for 127.0.0.1/localhost, "
             "e.g. the bundled demo API)."
         )
-    if parsed.auth is not None:
+    if parsed.auth is not None or "@" in _authority(url)[1]:
         raise SettingsError(
             f"{setting} holds credentials (user:password@) in the URL; they would be logged and stored. "
             "Remove them: the client id and secret go in ANALYTICS_CLIENT_ID / ANALYTICS_CLIENT_SECRET."
         )
+    if parsed.fragment is not None or (parsed.query is not None and not query):
+        parts = "a fragment (#)" if query else "a query (?) or fragment (#)"
+        raise SettingsError(f"{setting} must be {example}, without {parts}; got {_quoted(url)}.")
     return parsed.url
 
 
@@ -156,13 +161,21 @@ def _host(host: str) -> str:
     return host.lower().rstrip(".")
 
 
+def _authority(url: str) -> tuple[str, str, str]:
+    """(`scheme://`, the authority, the rest): the authority ends at the first `/`, `?` or `#`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "", "", url
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return scheme + sep, authority, rest[len(authority):]
+
+
 def _quoted(url: str) -> str:
     """The URL for a message, with anything before an `@` in its authority masked."""
-    scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
+    prefix, authority, rest = _authority(url)
     if "@" in authority:
         authority = "***@" + authority.rsplit("@", 1)[1]
-    return repr(f"{scheme}{sep}{authority}{slash}{path}" if sep else url)
+    return repr(prefix + authority + rest)
 
 
 @dataclass(frozen=True)
@@ -206,7 +219,7 @@ class ApiDefinition:
             )
         base_url = check_url(base_url, "ANALYTICS_API_BASE_URL")
         token_url = settings.token_url or client.auth.token_url or client.auth.access_token_url
-        token_url = check_url(token_url or base_url.rstrip("/") + DEFAULT_TOKEN_PATH, "ANALYTICS_TOKEN_URL")
+        token_url = check_url(token_url or base_url.rstrip("/") + DEFAULT_TOKEN_PATH, "ANALYTICS_TOKEN_URL", query=True)
         token_host, api_host = host_of(token_url), host_of(base_url)
         if token_host != api_host and token_host not in settings.allowed_token_hosts:
             raise SettingsError(

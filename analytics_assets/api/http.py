@@ -34,9 +34,9 @@ import orjson
 import pendulum
 from requests import PreparedRequest, Request, Response, Session
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
+from requests.exceptions import ChunkedEncodingError, ConnectionError, ReadTimeout, Timeout
 from requests.utils import get_environ_proxies
-from urllib3.exceptions import NameResolutionError
+from urllib3.exceptions import NameResolutionError, ProtocolError, ReadTimeoutError
 from typing_extensions import Self
 
 import dlt
@@ -49,13 +49,14 @@ from ..errors import (
     HostNotFound,
     MissingCredentials,
     RequestRejected,
+    ResponseRefused,
     RetriesExhausted,
     TokenEndpointError,
     TokenRejected,
 )
 from ..settings import Settings
 from .config import AuthOptions
-from .definition import ApiDefinition, Credentials, host_of
+from .definition import ApiDefinition, Credentials, Origin, host_of, origin
 from .records import SyncStats
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)  # the seed's policy
@@ -82,11 +83,16 @@ def decode(content: bytes) -> Any:
 
 
 class JsonResponse(Response):
-    """A response whose JSON body is decoded once: dlt's paging loop, the paginator and the page
-    check all read it."""
+    """A response whose body the transport read within its bounds (`body`), decoded once: dlt's
+    paging loop, the paginator and the page check all read it."""
 
     _payload: Any = None
     _decoded = False
+    body: Optional[bytes] = None
+
+    @property
+    def content(self) -> Any:  # type: ignore[override]
+        return self.body if self.body is not None else super().content
 
     @classmethod
     def of(cls, response: Response) -> "JsonResponse":
@@ -250,15 +256,21 @@ class Attempt:
 
 class Transport(HTTPAdapter):
     """Applies the sync's policy to every attempt; dlt's `Client` above it does the retrying.
+
+    Requests go only to `home` (the scheme, host and port of the URL the deployment configured):
+    a redirect, or a next-page link, anywhere else is refused before anything, a token least of
+    all, is sent. A response is read within bounds: at most ANALYTICS_MAX_RESPONSE_BYTES, counted
+    as it arrives, and within ANALYTICS_REQUEST_DEADLINE in all, whatever the server's pace.
     `setting` names what says where its requests go, for messages."""
 
     setting = "ANALYTICS_API_BASE_URL"
 
-    def __init__(self, settings: Settings, stats: SyncStats, auth: Optional[ClientCredentials] = None,
+    def __init__(self, settings: Settings, stats: SyncStats, home: Origin, auth: Optional[ClientCredentials] = None,
                  slots: Optional[threading.Semaphore] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.stats = stats
+        self.home = home
         self.auth = auth
         self.slots = slots or threading.BoundedSemaphore(settings.max_concurrency)
         self.observe: Optional[Callable[[int], None]] = None  # told every status (the lookahead's AIMD)
@@ -309,14 +321,45 @@ class Transport(HTTPAdapter):
         return response
 
     def _on_the_wire(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        target = origin(request.url or "")
+        if target != self.home:
+            raise ResponseRefused(
+                where(request), f"would go to {target.scheme}://{target.host}:{target.port} (a redirect or a link), not "
+                f"{self.home.scheme}://{self.home.host}:{self.home.port}",
+                f"Requests, and tokens, go only where {self.setting} points: point it at the API's final address.")
+        started = time.monotonic()
         with self.slots:
             try:
-                response = super().send(request, **kwargs)
-                if not kwargs.get("stream"):
-                    response.content  # read here, so a connection cut mid-body fails this attempt
+                response = super().send(request, **{**kwargs, "stream": True})
+                response.body = self._read(request, response, started)
                 return response
             finally:
                 self.stats.add(requests=1)
+
+    def _read(self, request: PreparedRequest, response: JsonResponse, started: float) -> bytes:
+        """The body, read here (a connection cut mid-body fails this attempt) a piece at a time, so
+        that neither its size nor the server's pace can exceed the bounds."""
+        limit, deadline = self.settings.max_response_bytes, started + self.settings.request_deadline
+        chunks, size = [], 0
+        try:
+            while chunk := response.raw.read1(65536, decode_content=True):
+                size += len(chunk)
+                if size > limit:
+                    raise ResponseRefused(where(request), f"sent a body of more than {limit:,} bytes",
+                                          "Raise ANALYTICS_MAX_RESPONSE_BYTES if the API's pages are that large, "
+                                          "or ask for smaller pages (the paginator's `limit`).")
+                if time.monotonic() > deadline:
+                    raise ResponseRefused(where(request), f"took more than {self.settings.request_deadline:g} s "
+                                          f"(ANALYTICS_REQUEST_DEADLINE) to answer", "Raise it if the API is that slow.")
+                chunks.append(chunk)
+        except ResponseRefused:
+            response.close()
+            raise
+        except ProtocolError as error:  # what requests' own reading raises, for retries to see
+            raise ChunkedEncodingError(error) from None
+        except ReadTimeoutError as error:
+            raise ReadTimeout(error) from None
+        return b"".join(chunks)
 
     def _begin(self, request: PreparedRequest) -> Attempt:
         previous = self._attempts.get(request)
@@ -556,10 +599,10 @@ class ApiClient:
         self.auth = ClientCredentials.of(
             definition.config.client.auth, self.token_url, _credential("client_id", settings, credentials),
             _credential("client_secret", settings, credentials), settings.token_refresh_margin,
-            build_session(TokenTransport(settings, stats), self.token_url), stats,
+            build_session(TokenTransport(settings, stats, origin(self.token_url)), self.token_url), stats,
         )
         pool = max(10, settings.max_concurrency)
-        transport = Transport(settings, stats, self.auth, pool_connections=pool, pool_maxsize=pool)
+        transport = Transport(settings, stats, origin(self.base_url), self.auth, pool_connections=pool, pool_maxsize=pool)
         self.session: Session = build_session(transport, self.base_url)
         self.lookahead: Optional[Lookahead] = None
         if settings.max_concurrency > 1:

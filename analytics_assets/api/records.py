@@ -236,10 +236,11 @@ class PageValidator:
     fails, the records are checked one by one to name the first bad record and field. Undeclared
     fields are drift: reported, and kept as new columns, unless the schema is frozen."""
 
-    def __init__(self, endpoint: Endpoint, stats: SyncStats, freeze: bool = False) -> None:
+    def __init__(self, endpoint: Endpoint, stats: SyncStats, freeze: bool = False, max_new_columns: int = 100) -> None:
         self.resource = endpoint.name
         self.stats = stats
         self.freeze = freeze
+        self.max_new_columns = max_new_columns
         self.key = endpoint.primary_key
         self.columns = endpoint.declared
         self.declared = frozenset(c.name for c in self.columns)
@@ -283,6 +284,16 @@ class PageValidator:
 
     def _drift(self, records: list) -> list[str]:
         extra = set().union(*(record.keys() for record in records)) - self.declared
+        known = self.stats.drift_columns.get(self.resource, set())
+        if len(known | extra) > self.max_new_columns:
+            name = sorted(extra - known)[0]
+            offender = next(record for record in records if name in record)
+            raise SchemaViolation(
+                self.resource, offender.get(self.key), name,
+                f"is one of {len(known | extra)} undeclared fields, more than ANALYTICS_MAX_NEW_COLUMNS="
+                f"{self.max_new_columns} a run takes as new columns",
+                "Declare the fields the API sends in the resource's `columns` (API config), raise "
+                "ANALYTICS_MAX_NEW_COLUMNS, or set ANALYTICS_SCHEMA_DRIFT=freeze to refuse them all.")
         if extra and self.freeze:
             name = sorted(extra)[0]
             offender = next(record for record in records if name in record)
@@ -372,6 +383,13 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _dumps = orjson.dumps
 
 
+MAX_NESTING = 255  # levels a JSON value may have: what orjson encodes; no column holds deeper data
+
+
+class TooDeep(ValueError):
+    """A JSON value nested more than MAX_NESTING levels."""
+
+
 def _json_text(value: Any) -> Optional[str]:
     """A JSON value as compact JSON text; orjson does it about eight times faster than `json`."""
     if value is None:
@@ -379,7 +397,21 @@ def _json_text(value: Any) -> Optional[str]:
     try:
         return _dumps(value).decode()
     except orjson.JSONEncodeError:
+        if _depth(value) > MAX_NESTING:
+            raise TooDeep() from None
         return _JSON.encode(value)
+
+
+def _depth(value: Any) -> int:
+    """How deep a decoded JSON value nests, without recursion (an API can nest thousands deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= MAX_NESTING:
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _json_texts(values: Any) -> list:
@@ -409,7 +441,7 @@ class PageStep:
     """
 
     def __init__(self, endpoint: Endpoint, stats: SyncStats, window: Optional[Window] = None,
-                 freeze: bool = False) -> None:
+                 freeze: bool = False, max_new_columns: int = 100) -> None:
         self.resource = endpoint.name
         self.stats = stats
         self.key = endpoint.primary_key
@@ -417,7 +449,8 @@ class PageStep:
         self.window = window
         self.sent = endpoint.incremental.params(window.start, window.end) if window else {}
         self.columns = endpoint.declared
-        self.validate = PageValidator(endpoint, stats, freeze)
+        self.declared = frozenset(column.name for column in self.columns)
+        self.validate = PageValidator(endpoint, stats, freeze, max_new_columns)
         self.fields = [
             pa.field(column.name, ARROW_TYPES[column.data_type], nullable=column.nullable) for column in self.columns
         ]
@@ -432,12 +465,14 @@ class PageStep:
     def __call__(self, page: Any, meta: Any = None) -> Any:
         records = page if isinstance(page, list) else [page]
         self.stats.page_fetched(self.resource, len(records))
-        if not self.columns:  # dlt infers the schema: the page goes on as it came
+        if not self.columns:  # dlt infers the schema, from the page as it came but for nested values
+            self.validate._drift(records)
+            records = [self._flat(record) for record in records]
             moments = [_utc_moment(record.get(self.cursor)) for record in records]
             self._check_window(records, moments)
             self.stats.days_fetched(self.resource, Counter(m.date().isoformat() if m else None for m in moments))
             self.stats.ids_fetched(self.resource, [record.get(self.key) for record in records])
-            return page
+            return records
         if records:
             self.add(records)
         paginator = getattr(page, "paginator", None)
@@ -455,7 +490,7 @@ class PageStep:
         for chunks, column in zip(self.chunks, self.columns):
             column_values = values[column.name]
             if column.data_type == "json":
-                column_values = _json_texts(column_values)
+                column_values = self._json_column(column.name, column_values, records)
             try:
                 array = self._array(column, column_values, records)
             except (pa.ArrowException, OverflowError):  # an integer out of range
@@ -470,7 +505,7 @@ class PageStep:
             if name not in self.extra:
                 self.extra[name] = [None] * self.rows
         for name, column_values in self.extra.items():
-            column_values.extend(record.get(name) for record in records)
+            column_values.extend(self._flat(record).get(name) for record in records)
         self.rows += len(records)
 
     def flush(self) -> pa.Table:
@@ -486,6 +521,24 @@ class PageStep:
         self._start_batch()
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
+
+    def _json_column(self, name: str, values: Sequence[Any], records: list) -> list:
+        try:
+            return _json_texts(values)
+        except TooDeep:
+            offender = next(record for record in records if _depth(record.get(name)) > MAX_NESTING)
+            raise SchemaViolation(self.resource, offender.get(self.key), name,
+                                  f"is nested more than {MAX_NESTING} levels deep",
+                                  "No column holds such data; fix it upstream.") from None
+
+    def _flat(self, record: dict) -> dict:
+        """A record whose undeclared objects and lists are JSON text: a nested value costs a column
+        of text, never a column or child table per key and level."""
+        nested = [name for name, value in record.items() if isinstance(value, (dict, list)) and name not in self.declared]
+        if not nested:
+            return record
+        texts = {name: self._json_column(name, [record[name]], [record])[0] for name in nested}
+        return {**record, **texts}
 
     def _array(self, column: Any, values: Sequence[Any], records: list) -> pa.Array:
         """Timestamps as text are read by Arrow (any UTC offset); what Arrow cannot read (no zone,

@@ -36,9 +36,10 @@ def build_source(client: ApiClient, window: Optional[Window] = None, name: str =
     for resource, endpoint in zip(config["resources"], definition.endpoints):
         _attach(resource, endpoint, client, window)
     source = dlt_rest_api_source(config, name=name, **source_kwargs)
-    freeze = client.settings.schema_drift == "freeze"
+    settings = client.settings
     for endpoint in definition.endpoints:
-        source.resources[endpoint.name].add_step(PageStep(endpoint, stats, window, freeze))
+        source.resources[endpoint.name].add_step(
+            PageStep(endpoint, stats, window, settings.schema_drift == "freeze", settings.max_new_columns))
     return source
 
 

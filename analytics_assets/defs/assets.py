@@ -20,6 +20,7 @@ from dagster import (
     PartitionsDefinition,
     TableColumn,
     TableColumnConstraints,
+    TableRecord,
     TableSchema,
     multi_asset,
 )
@@ -206,24 +207,22 @@ def with_sync_metadata(context: AssetExecutionContext, sql: WarehouseSql, result
         "window_start": MetadataValue.text(window.start.isoformat()),
         "window_end": MetadataValue.text(window.end.isoformat()),
         "schema_drift": MetadataValue.text(", ".join(drift) if drift else "none"),
-        "preview": MetadataValue.md(_preview(sql, table, cursor, endpoint.primary_key, window)),
+        "preview": _preview(sql, table, cursor, endpoint.primary_key, window),
     }
     if endpoint.columns:
         metadata["dagster/column_schema"] = column_schema(endpoint, drift)
     return MaterializeResult(asset_key=result.asset_key, metadata=metadata)
 
 
-def _preview(sql: WarehouseSql, table: str, cursor: str, key: str, window: Any) -> str:
+def _preview(sql: WarehouseSql, table: str, cursor: str, key: str, window: Window) -> Any:
+    """The first rows of the window, as a table of text: the API's text is never rendered as
+    Markdown (a remote image or a link would show in the UI)."""
     names, rows = sql.columns_and_rows(
         f"SELECT * FROM {table} WHERE {cursor} >= %s AND {cursor} < %s ORDER BY {key} LIMIT {PREVIEW_ROWS}",
         window.start, window.end,
     )
     shown = [i for i, name in enumerate(names) if not name.startswith("_dlt_")]
-    lines = ["| " + " | ".join(names[i] for i in shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(_cell(row[i]) for i in shown) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")[:60]
+    return MetadataValue.table(
+        records=[TableRecord({names[i]: None if row[i] is None else str(row[i])[:60] for i in shown}) for row in rows],
+        schema=TableSchema(columns=[TableColumn(names[i], "text") for i in shown]),
+    )

@@ -22,7 +22,7 @@ from pydantic import Field, create_model
 from ..settings import Settings
 from ..warehouse.pipeline import make_pipeline
 from ..warehouse.pool import create_pool, release_slots_of_dead_runs
-from ..warehouse.sql import DESTINATIONS, WarehouseSql, WarehouseTarget, open_sql
+from ..warehouse.sql import DESTINATIONS, WarehouseSql, WarehouseTarget, open_sql, private_folder
 
 RUN_FOLDER_MARK = ".analytics-assets-run"  # marks a dlt working folder this project created
 WAREHOUSE_SETTINGS = ("destination", "duckdb_path", "writer_pool_limit")  # the warehouse resource reads no other
@@ -103,8 +103,7 @@ class WarehouseResource(ConfigurableResource):
     def pipeline(self, run_id: str) -> dlt.Pipeline:
         """A pipeline with a working folder of its own: two runs of one pipeline name sharing a
         folder delete each other's files. Its state is restored from the destination each run."""
-        folder = self.pipelines_base() / run_id
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_folder(self.pipelines_base() / run_id)
         (folder / RUN_FOLDER_MARK).touch()
         return make_pipeline(self.target(), pipelines_dir=folder, staging_suffix=run_id[:8])
 

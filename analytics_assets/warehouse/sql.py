@@ -75,10 +75,26 @@ class WarehouseTarget:
         if self.destination.single_writer:
             from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-            self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(self.duckdb_path.parent)
             return dlt.destinations.duckdb(DuckDbCredentials(str(self.duckdb_path), global_config=DUCKDB_CONFIG))
         options = {"staging_dataset_name_layout": f"%s_staging_{staging_suffix}"} if staging_suffix else {}
         return getattr(dlt.destinations, self.destination.name)(**options)
+
+
+def private_folder(path: Path) -> Path:
+    """`path`, created with any missing parents readable by their owner only (`mkdir(parents=True)`
+    would give the parents the umask's mode)."""
+    for folder in reversed([path, *path.parents]):
+        if not folder.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def owner_only(path: Path) -> None:
+    """A file of ours (the DuckDB file and its WAL) readable by its owner only: it holds the data."""
+    for file in (path, path.with_name(path.name + ".wal")):
+        if file.exists():
+            file.chmod(0o600)
 
 
 SQL_DIALECT = "postgres"  # the dialect this project's SQL is written in
@@ -168,6 +184,8 @@ def connect(pipeline: dlt.Pipeline) -> Iterator[SqlClientBase]:
         if pipeline.destination.destination_name == "duckdb":
             raise WarehouseFileError(location(pipeline), str(driver)) from None
         raise WarehouseUnreachable(pipeline.destination.destination_name, location(pipeline), str(driver)) from None
+    if pipeline.destination.destination_name == "duckdb":
+        owner_only(Path(client.credentials.database))
     try:
         yield client
     finally:

@@ -37,7 +37,8 @@ def test_one_partition_lands_exactly_that_day(dagster_api, warehouse):
     assert metadata["pages_fetched"].value == dagster_api.request_count(path="/v1/resource", status=200)
     assert metadata["api_total_for_window"].value == len(expected)
     assert metadata["schema_drift"].value == "none"
-    assert "| id | name |" in metadata["preview"].value
+    preview = metadata["preview"].value
+    assert [c.name for c in preview.schema.columns][:2] == ["id", "name"] and len(preview.records) == 5
 
 
 def test_range_is_one_run_and_each_day_reports_its_own_rows(dagster_api, warehouse):
@@ -146,3 +147,25 @@ def test_a_run_removes_the_working_folders_of_finished_runs(dagster_api, tmp_pat
     second = run_job("2026-11-17", instance=instance)
     assert second.success
     assert sorted(p.name for p in folders.iterdir()) == sorted([second.run_id, foreign.name])
+
+
+def test_the_files_a_run_creates_are_readable_by_their_owner_only(dagster_api, tmp_path, monkeypatch):
+    """The DuckDB file holds the API's data and dlt's folders its state and loaded files: 0600 files,
+    0700 folders, whatever the umask."""
+    import os
+    import stat
+
+    monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", str(tmp_path / "new" / "warehouse.duckdb"))
+    previous = os.umask(0o022)
+    try:
+        result = run_job("2026-11-16")
+    finally:
+        os.umask(previous)
+    assert result.success
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    assert mode(tmp_path / "new") == 0o700
+    assert [(p.name, mode(p)) for p in (tmp_path / "new").glob("warehouse.duckdb*")] == [("warehouse.duckdb", 0o600)]
+    assert mode(tmp_path / "new" / "dlt_pipelines" / result.run_id) == 0o700

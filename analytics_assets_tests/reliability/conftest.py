@@ -313,6 +313,16 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 120.0, in
         time.sleep(interval)
 
 
+# Runs a command and prints the largest resident set of its processes (Linux: KiB), the run's
+# worker included: Dagster waits for its step processes, so they count among the descendants.
+PEAK_RSS = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:])
+print(f"peak RSS KiB: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", flush=True)
+sys.exit(code)
+"""
+
+
 @dataclass
 class Cli:
     """A `dagster asset materialize` (or any command) in its own process group, output to a file."""
@@ -322,6 +332,10 @@ class Cli:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def peak_rss_bytes(self) -> int:
+        """For a `measured` command that ended."""
+        return int(self.output().rsplit("peak RSS KiB: ", 1)[1].split()[0]) * 1024
 
     def returncode_now(self) -> Optional[int]:
         return self.process.poll()
@@ -360,11 +374,12 @@ class Processes:
         return cli
 
     def materialize(self, env: dict, partition: Optional[str] = None, partition_range: Optional[str] = None,
-                    name: str = "materialize") -> Cli:
+                    name: str = "materialize", options: tuple[str, ...] = (), measured: bool = False) -> Cli:
+        """`measured`: the command runs under PEAK_RSS, which prints the peak memory of its processes."""
         command = [str(BIN / "dagster"), "asset", "materialize", "-m", "analytics_assets.definitions",
-                   "--select", "analytics/resource_name"]
+                   "--select", "analytics/resource_name", *options]
         command += ["--partition", partition] if partition else ["--partition-range", str(partition_range)]
-        return self.start(command, env, name)
+        return self.start([sys.executable, "-c", PEAK_RSS, *command] if measured else command, env, name)
 
     def close(self) -> None:
         for cli in self.started:

@@ -79,6 +79,73 @@ def test_credentials_in_a_url_are_refused_without_quoting_them(variable: str, ur
     assert "S3cr3t" not in message and "api.example.com@" not in message
 
 
+# --- URL forms that parsers read differently ------------------------------------------------------
+# The settings check URLs with urllib3's parser, the one that connects; what two parsers could read
+# as two hosts is refused outright, and hosts compare as DNS does (case and the root's dot ignored).
+
+
+@pytest.mark.parametrize("variable, url", [
+    (TOKEN, "http://evil\\@127.0.0.1:8080/oauth/token"),  # `evil` to urllib3, 127.0.0.1 to urllib.parse
+    (BASE, "https://api.example.com\\@evil.example/"),
+    (BASE, "https://api.example.com/v1\\x"),
+    (BASE, "https://api.example.com/\x00"),
+    (BASE, "https://api.exa\tmple.com"),
+    (TOKEN, "https://api.example.com/oauth/token\r\nX-Injected: 1"),
+    (BASE, "https://api.example.com/\x7f"),
+    (BASE, "https://api.example.com /v1"),
+])
+def test_backslashes_and_control_characters_are_refused(variable: str, url: str) -> None:
+    refused(variable, "without backslashes, spaces or control characters", **{variable: url})
+
+
+@pytest.mark.parametrize("variable, url", [
+    (TOKEN, "http://evil@127.0.0.1:8080/oauth/token"),
+    (TOKEN, "https://@api.example.com/oauth/token"),  # empty userinfo
+    (TOKEN, "https://api.example.com%2F@evil.example/oauth/token"),  # an encoded slash before the `@`
+    (BASE, "https://a@b@api.example.com"),
+])
+def test_userinfo_in_any_form_is_refused(variable: str, url: str) -> None:
+    refused(variable, "credentials", **{variable: url})
+
+
+@pytest.mark.parametrize("variable, url", [
+    (BASE, "https://api.example.com#@evil.example"),
+    (BASE, "https://api.example.com?@evil.example"),
+    (BASE, "https://api.example.com/v1?key=1"),  # the API's paths are appended to the base URL
+    (TOKEN, "https://api.example.com/oauth/token#@evil.example"),
+])
+def test_a_query_or_fragment_where_it_would_be_misread_is_refused(variable: str, url: str) -> None:
+    refused(variable, "without a", **{variable: url})
+
+
+def test_a_token_url_may_carry_a_query() -> None:
+    token_url = "https://api.example.com/oauth2/v2.0/token?p=b2c_1_signin"
+    assert settings(**{TOKEN: token_url}).token_url == token_url
+
+
+@pytest.mark.parametrize("token_url", [
+    "HTTPS://API.EXAMPLE.COM/oauth/token", "https://Api.Example.Com/oauth/token",
+    "https://api.example.com./oauth/token", "https://API.EXAMPLE.COM./oauth/token",
+])
+def test_uppercase_and_trailing_dot_are_the_same_host(token_url: str) -> None:
+    assert settings(**{TOKEN: token_url}).token_url.lower().startswith("https://api.example.com")
+
+
+@pytest.mark.parametrize("url", ["HTTP://API.EXAMPLE.COM", "http://Api.Example.Com./v1", "HTTP://10.0.0.5:8080"])
+def test_plain_http_rule_holds_for_uppercase_and_trailing_dots(url: str) -> None:
+    refused(BASE, "plain http", **{BASE: url})
+
+
+@pytest.mark.parametrize("url", ["HTTP://LOCALHOST:8080", "http://localhost.:8080", "http://127.0.0.1.:8080"])
+def test_loopback_in_uppercase_or_with_a_trailing_dot_is_still_loopback(url: str) -> None:
+    assert settings(**{BASE: url}).base_url.lower() == url.lower()
+
+
+@pytest.mark.parametrize("url", ["https://API.example.com.evil.example./oauth/token", "https://evil.example./oauth/token"])
+def test_token_host_rule_holds_with_a_trailing_dot(url: str) -> None:
+    refused(TOKEN, ALLOWED, **{TOKEN: url})
+
+
 @pytest.mark.parametrize("allowed", ["idp.example.com", "login.example.com, idp.example.com"])
 def test_token_host_listed_in_allowed_hosts_is_accepted(allowed: str) -> None:
     token_url = "https://idp.example.com/oauth/token"
@@ -150,3 +217,18 @@ def test_run_fails_naming_the_variable(harness: Harness, monkeypatch: pytest.Mon
     harness.failed(result, words, before)
     if "nan" not in env.values():
         assert harness.api.request_count() == 0, "nothing, credentials least of all, may be sent"
+
+
+@pytest.mark.parametrize("token_url, words", [
+    ("http://evil\\@{host}/oauth/token", ["backslashes"]),
+    ("http://client:secret@{host}/oauth/token", ["credentials"]),
+    ("http://evil.example%2F@{host}/oauth/token", ["credentials"]),
+    ("HTTP://EVIL.EXAMPLE./oauth/token", ["plain http"]),
+])
+def test_url_tricks_fail_the_run_before_anything_is_sent(harness: Harness, monkeypatch: pytest.MonkeyPatch,
+                                                         token_url: str, words: list) -> None:
+    """Each form points at the demo API itself, so a request sent anyway would be counted."""
+    before = harness.prime("2026-11-16")
+    monkeypatch.setenv(TOKEN, token_url.format(host=harness.api.base_url.split("://")[1]))
+    harness.failed(harness.run("2026-11-16"), [TOKEN, *words], before)
+    assert harness.api.request_count() == 0, "nothing, credentials least of all, may be sent"

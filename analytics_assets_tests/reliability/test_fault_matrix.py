@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import urlencode
 
 import duckdb
 import pytest
@@ -396,7 +397,66 @@ SCHEMA_CASES = [
 ]
 
 
-ALL_CASES = HTTP_CASES + NETWORK_CASES + AUTH_CASES + BODY_CASES + PAGING_CASES + SCHEMA_CASES
+# --- a hostile API -------------------------------------------------------------------------------
+
+
+def redirected(path: str) -> Callable:
+    """The API redirects to a server elsewhere (another port: another origin), which must receive
+    nothing, the secret and the token least of all."""
+
+    def inject(api, setenv):
+        elsewhere = DemoApi(DemoApiConfig(records=1)).start()
+        target = elsewhere.token_url if path == TOKEN_PATH else elsewhere.resource_url
+        api.faults.queue("redirect", path=path, location=target, after=0 if path == TOKEN_PATH else 1)
+        return {"elsewhere": elsewhere}
+
+    return inject
+
+
+def nothing_reached_elsewhere(result, api, armed):
+    try:
+        assert armed["elsewhere"].requests == [], "a request reached the server the API redirected to"
+    finally:
+        armed["elsewhere"].stop()
+
+
+def hostile(kind: str, env: Optional[dict] = None, after: int = 1, **options: Any) -> Callable:
+    def inject(api, setenv):
+        for name, value in (env or {}).items():
+            setenv(name, value)
+        api.faults.queue(kind, after=after, **options)
+
+    return inject
+
+
+def _nested_text(api) -> str:
+    with duckdb.connect(os.environ["ANALYTICS_DUCKDB_PATH"], read_only=True) as connection:
+        return connection.execute("SELECT nested FROM analytics.resource_name WHERE nested IS NOT NULL").fetchone()[0]
+
+
+HOSTILE_CASES = [
+    Case("token_request_redirected", redirected(TOKEN_PATH), fails_with=("never redirected", "ANALYTICS_TOKEN_URL"),
+         verify=nothing_reached_elsewhere),
+    Case("data_request_redirected", redirected(RESOURCE_PATH),
+         fails_with=("GET /v1/resource", "would go to http://127.0.0.1", "ANALYTICS_API_BASE_URL"),
+         verify=nothing_reached_elsewhere),
+    # On the first page: a later page's first record is the overlap record, already read.
+    Case("field_nested_1000_deep", hostile("nested", after=0, depth=1000),
+         fails_with=("'nested'", "nested more than 255 levels deep")),
+    Case("field_nested_100_deep_kept_as_json_text", hostile("nested", after=0, depth=100), verify=lambda result, api, armed:
+         _nested_text(api) == '{"a":' * 100 + "null" + "}" * 100),
+    Case("thousands_of_new_keys", hostile("many_keys", keys=5000),
+         fails_with=("undeclared fields, more than ANALYTICS_MAX_NEW_COLUMNS=100",)),
+    Case("endless_body", hostile("endless_body", {"ANALYTICS_MAX_RESPONSE_BYTES": str(2**20)}),
+         fails_with=("GET /v1/resource", "more than 1,048,576 bytes", "ANALYTICS_MAX_RESPONSE_BYTES")),
+    Case("body_dripping", hostile("drip", {"ANALYTICS_REQUEST_DEADLINE": "1.5"}, interval=0.05),
+         fails_with=("GET /v1/resource", "took more than 1.5 s", "ANALYTICS_REQUEST_DEADLINE")),
+    Case("token_error_echoing_the_request", queue("echo_credentials", path=TOKEN_PATH),
+         fails_with=("rejected the client credentials", "invalid_client: bad client")),
+]
+
+
+ALL_CASES = HTTP_CASES + NETWORK_CASES + AUTH_CASES + BODY_CASES + PAGING_CASES + SCHEMA_CASES + HOSTILE_CASES
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in ALL_CASES])
@@ -481,3 +541,13 @@ def test_empty_window_as_first_run(harness: Harness) -> None:
     result = harness.run("2026-11-10")
     harness.succeeded(result, "2026-11-10", expected=[])
     assert meta(result, "rows_loaded", "2026-11-10") == 0
+
+
+def test_a_redirect_within_the_apis_origin_is_followed(harness: Harness, primed: str) -> None:
+    """Same scheme, host and port: the API moved a path, not the credentials' destination."""
+    harness.run(FIRST, LAST)
+    first_page = next(r.query for r in harness.api.requests if r.path == RESOURCE_PATH and r.query.get("offset") == "0")
+    harness.api.faults.queue("redirect", location=f"{harness.api.resource_url}?{urlencode(first_page)}")
+    harness.api.reset_stats()
+    harness.succeeded(harness.run(FIRST, LAST), FIRST, LAST)
+    assert harness.api.request_count(path=RESOURCE_PATH, status=307) == 1

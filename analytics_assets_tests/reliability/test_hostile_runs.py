@@ -1,0 +1,120 @@
+"""A hostile API, and a hostile launcher, against the command a schedule runs: `dagster asset
+materialize` in a process of its own, as in production.
+
+Whatever the API sends, the run ends within its deadline and under 1 GiB of memory, the table is
+exactly as it was, the run is marked failed, and its writer-pool slot is free for the next run.
+Whatever a launcher puts in run config, the API's URLs, credentials and the warehouse's paths are
+the deployment's: the run is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analytics_assets.demo_api import DemoApi, DemoApiConfig
+from analytics_assets_tests.conftest import table_checksum
+from analytics_assets_tests.reliability.conftest import (
+    RESOURCE_PATH,
+    Harness,
+    Processes,
+    cli_env,
+    make_dagster_home,
+    wait_for,
+)
+
+PARTITION = "2026-11-17"
+POOL = "duckdb_writer"
+MEMORY_BOUND = 2**30
+DEADLINE = 5.0  # ANALYTICS_REQUEST_DEADLINE for the dripping body (120 s by default)
+
+
+def settled_instance(home: Path) -> tuple[list, set]:
+    """The runs the instance holds and the runs holding a slot of the writer pool."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        return instance.get_runs(), instance.event_log_storage.get_concurrency_info(POOL).active_run_ids
+
+
+HOSTILE = {
+    # The fault, on the first request of a page (the first: a later page's first record is the
+    # overlap record, read already), the environment, and the words of the failure. Unguarded, the
+    # security review measured 3.7 GB, 14 GB, the whole machine and no end, in this order.
+    "nested_1000_deep": ({"kind": "nested", "depth": 1000, "after": 0}, {},
+                         ["'nested'", "nested more than 255 levels deep"]),
+    "5000_new_keys": ({"kind": "many_keys", "keys": 5000, "after": 1}, {}, ["ANALYTICS_MAX_NEW_COLUMNS=100"]),
+    "endless_body": ({"kind": "endless_body", "after": 1}, {},
+                     ["more than 67,108,864 bytes", "ANALYTICS_MAX_RESPONSE_BYTES"]),
+    "dripping_body": ({"kind": "drip", "interval": 0.05, "after": 1}, {"ANALYTICS_REQUEST_DEADLINE": str(DEADLINE)},
+                      ["took more than 5 s", "ANALYTICS_REQUEST_DEADLINE"]),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_api_ends_the_run_cleanly_within_bounds(harness_for, processes: Processes, tmp_path: Path,
+                                                        case: str) -> None:
+    fault, env, words = HOSTILE[case]
+    harness: Harness = harness_for(records=3000)  # 600 records, seven pages, on the day
+    before = harness.prime(PARTITION)
+    home = make_dagster_home(tmp_path / "dagster_home")
+    fault = dict(fault)
+    harness.api.faults.queue(fault.pop("kind"), **fault)
+
+    cli = processes.materialize(cli_env(home, **env), partition=PARTITION, measured=True)
+    wait_for(lambda: harness.api.request_count(path=RESOURCE_PATH) > fault["after"], "the hostile page's request",
+             process=cli, timeout=180)
+    served = time.monotonic()
+    code = cli.wait(timeout=300)
+    ended = time.monotonic() - served
+
+    output = cli.output()
+    assert code != 0, f"the run succeeded:\n{output[-3000:]}"
+    missing = [word for word in words if word not in output]
+    assert not missing, f"the failure does not name the cause ({missing}):\n{output[-3000:]}"
+    if case == "dripping_body":  # the deadline, plus the process's teardown
+        assert ended < DEADLINE + 60, f"the run took {ended:.0f} s after the dripping page was requested"
+    assert cli.peak_rss_bytes() < MEMORY_BOUND, f"peak memory {cli.peak_rss_bytes() / 2**20:,.0f} MiB"
+    assert table_checksum(harness.db) == before, "a failed run changed the table"
+    runs, holding = settled_instance(home)
+    assert [run.status.value for run in runs] == ["FAILURE"]
+    assert holding == set(), f"the failed run still holds the {POOL!r} slot"
+
+
+LAUNCH_CONFIG = {
+    # Each would redirect the secret, the rows or a clean-up, if a run's config could set it.
+    "api_base_url": ("analytics_api", "base_url", "{evil}"),
+    "token_url": ("analytics_api", "token_url", "{evil}/oauth/token"),
+    "client_secret": ("analytics_api", "client_secret", "typed-in-the-launchpad"),
+    "api_config": ("analytics_api", "api_config", "/tmp/evil.yaml"),
+    "duckdb_path": ("warehouse", "duckdb_path", "/tmp/elsewhere.duckdb"),
+    "pipelines_dir": ("warehouse", "pipelines_dir", "/tmp"),
+    "destination": ("warehouse", "destination", "postgres"),
+}
+
+
+@pytest.mark.parametrize("case", list(LAUNCH_CONFIG))
+def test_launch_config_cannot_choose_urls_credentials_or_paths(harness: Harness, processes: Processes,
+                                                               tmp_path: Path, case: str) -> None:
+    resource, field, value = LAUNCH_CONFIG[case]
+    before = harness.prime(PARTITION)
+    home = make_dagster_home(tmp_path / "dagster_home")
+    evil = DemoApi(DemoApiConfig(records=1)).start()
+    try:
+        config: dict[str, Any] = {"resources": {resource: {"config": {field: value.format(evil=evil.base_url)}}}}
+        cli = processes.materialize(cli_env(home), partition=PARTITION, options=("--config-json", json.dumps(config)))
+        code = cli.wait(timeout=300)
+        assert evil.requests == [], "the run sent requests where its launch config pointed"
+    finally:
+        evil.stop()
+    output = cli.output()
+    assert code != 0, f"the run accepted {field!r} from its launch config:\n{output[-3000:]}"
+    assert f'unexpected config entry "{field}"' in output, output[-3000:]
+    assert harness.api.request_count() == 0, "nothing may be sent, credentials least of all"
+    assert table_checksum(harness.db) == before
+    runs, holding = settled_instance(home)
+    assert runs == [] and holding == set(), "a refused launch leaves no run and no claimed slot"
