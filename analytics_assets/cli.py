@@ -1,9 +1,9 @@
 """`analytics-assets`: the newcomer's entry points.
 
 `demo` proves the whole path offline in one command: bundled API, Dagster run, DuckDB file, checks.
-`dev` opens the same project in the Dagster UI, wired to the demo API. `demo-api` serves the API
-alone. Both use data/demo.duckdb and a persistent data/dagster_home (so runs show up in the UI
-afterwards), never the warehouse or instance the environment names, unless --use-environment.
+`dev` opens the same project in the Dagster UI (`dg dev`), wired to the demo API. `demo-api` serves
+the API alone. Both use data/demo.duckdb and a persistent data/dagster_home (so runs show up in the
+UI afterwards), never the warehouse or instance the environment names, unless --use-environment.
 """
 
 from __future__ import annotations
@@ -105,16 +105,38 @@ def _report(result, keys: list[str], api: DemoApi) -> None:  # noqa: ANN001 - a 
     print("Browse it: `analytics-assets dev`, then open http://127.0.0.1:3000")
 
 
+def _anchor_relative_paths(base: Path) -> None:
+    """Keep the paths the environment gives (or defaults to) relative to `base`, the folder the
+    command was run from, once the Dagster processes run in another folder: the DuckDB file, the
+    API config file, and dlt's `.dlt/` folder of config and secrets (DLT_PROJECT_DIR)."""
+    settings = Settings.from_env(only=("duckdb_path", "api_config"))
+    os.environ[variable("duckdb_path")] = str((base / settings.duckdb_path).resolve())
+    if settings.api_config is not None:
+        os.environ[variable("api_config")] = str((base / settings.api_config).resolve())
+    os.environ.setdefault("DLT_PROJECT_DIR", str(base.resolve()))
+
+
 def dev(port: int, use_environment: bool = False) -> int:
+    """`dg dev` on the project's workspace.yaml, run inside DAGSTER_HOME.
+
+    Inside DAGSTER_HOME, because Dagster's dev command reads its working folder: a dagster.yaml
+    there (the project root has one) other than $DAGSTER_HOME's makes it warn that the file is not
+    used, and a `.env` there is loaded into the processes, which would bring back the variables the
+    demo drops. DAGSTER_HOME holds the instance's own dagster.yaml (copied from the project's) and
+    no `.env`. The workspace file is named (`-w`) rather than found from the folder, which is also
+    why dg does not change into the project root.
+    """
+    base = Path.cwd()
     _demo_environment(use_environment)
-    _dagster_home()
+    home = _dagster_home()
+    _anchor_relative_paths(base)
     with DemoApi(DemoApiConfig(records=DEMO_RECORDS, days=DEMO_DAYS)) as api:
         _point_at(api)
-        print(f"Demo API on {api.base_url}; starting `dagster dev` on http://127.0.0.1:{port}", flush=True)
-        command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        print(f"Demo API on {api.base_url}; starting `dg dev` on http://127.0.0.1:{port}", flush=True)
+        command = [sys.executable, "-m", "dagster_dg_cli.cli", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                    "-h", "127.0.0.1", "-p", str(port)]
         try:
-            return subprocess.call(command, cwd=PROJECT_ROOT)
+            return subprocess.call(command, cwd=home)
         except KeyboardInterrupt:
             return 0
 
