@@ -69,6 +69,8 @@ class Settings(BaseModel):
         None, gt=0, description="steps writing the warehouse at once, set on the pool when it is first "
         "created (default: the instance's pool limit); DuckDB needs 1")
     partitions_start: date = Field(date(2026, 11, 1), description="first daily partition")
+    reconcile_days: int = Field(7, ge=1, le=366, description="days back (the most recent daily partitions) the "
+                                "`analytics_reconcile` sensor compares with the API's totals")
     max_response_bytes: int = Field(64 * 2**20, gt=0, le=2**30, description="the largest response body read "
                                     "(decompressed), counted while it arrives; a larger one fails the run")
     request_deadline: float = Field(120.0, gt=0, le=3600, allow_inf_nan=False, description="seconds a request "

@@ -153,13 +153,19 @@ def dagster_api(make_api, tmp_path, monkeypatch) -> DemoApi:
     from datetime import date
 
     api = make_api(records=500, days=5, end_date=date(2026, 11, 20))
+    set_api_env(monkeypatch, api, tmp_path / "warehouse.duckdb")
+    return api
+
+
+def set_api_env(monkeypatch: pytest.MonkeyPatch, api: DemoApi, db: Path) -> None:
+    """The ANALYTICS_* variables a user would set to point the code location at `api` and `db`."""
     monkeypatch.setenv("ANALYTICS_API_BASE_URL", api.base_url)
     monkeypatch.setenv("ANALYTICS_CLIENT_ID", api.config.client_id)
     monkeypatch.setenv("ANALYTICS_CLIENT_SECRET", api.config.client_secret)
-    monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", str(db))
     for name in ("backoff_factor", "http_timeout"):
         monkeypatch.setenv(variable(name), str(FAST_RETRY[name]))
-    return api
+    monkeypatch.delenv("ANALYTICS_TOKEN_URL", raising=False)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

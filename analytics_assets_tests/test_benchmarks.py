@@ -22,3 +22,14 @@ def test_benchmark_smoke_prints_every_section():
                  "merge one day", "import analytics_assets.definitions and load its definitions"):
         assert line in output
     assert output.count("3,000") >= 3, "every contender loaded every record"
+
+
+@pytest.mark.slow
+def test_summary_rebuild_benchmark_smoke():
+    """Small, once: both strategies end equal to the full rebuild (the script checks it)."""
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "summary_rebuild.py"), "--rows", "200000", "--repeat", "1"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
+    assert "full rebuild" in completed.stdout

@@ -1,19 +1,38 @@
-"""What people type: the demo command, and `dagster asset materialize` with only ANALYTICS_* set,
-two at once on one DuckDB file."""
+"""What people type: the demo command, `analytics-assets dev` (the Dagster UI through `dg dev`), and
+`dagster asset materialize` with only ANALYTICS_* set, two at once on one DuckDB file."""
 
+import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Mapping, Sequence
 
+import pytest
 from dagster import DagsterInstance
 
 from analytics_assets_tests.conftest import assert_table_matches, day_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+# What Dagster's dev command prints that `analytics-assets dev` must not: the SupersessionWarning of
+# `@superseded` on `dagster dev`'s click command (dg dev calls the implementation underneath it), and
+# the warning dagster/_cli/dev.py logs when the working folder holds a dagster.yaml but DAGSTER_HOME
+# is another folder.
+DEV_WARNINGS = {
+    "superseded by dg dev": "Use 'dg dev' instead.",
+    "misplaced dagster.yaml": "Found a dagster instance configuration value",
+}
+UI_QUERY = json.dumps({"query": "{ instance { info } workspaceOrError { ... on Workspace { locationEntries { "
+                                "name locationOrLoadError { __typename } } } } }"}).encode()
 
 
 def test_demo_command_runs_end_to_end(tmp_path):
@@ -27,7 +46,9 @@ def test_demo_command_runs_end_to_end(tmp_path):
     assert "SUCCESS" in output
     days = re.findall(r"(\d{4}-\d{2}-\d{2}): (\d+) rows \(the API holds (\d+)\)", output)
     assert len(days) == 2 and all(rows == held and int(rows) > 0 for _, rows, held in days)
-    assert output.count("passed") == 3
+    checks = dict(re.findall(r"check (\w+): (\w+)", output))
+    assert checks == {name: "passed" for name in ("id_unique", "required_columns_not_null", "window_complete",
+                                                  "freshness_check", "record_count_matches_table")}, output
     assert (tmp_path / "data" / "demo.duckdb").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "data" / "dagster_home").stat().st_mode & 0o777 == 0o700
     with DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
@@ -77,44 +98,129 @@ def test_two_cli_materializations_at_once_queue_on_the_writer_pool(dagster_api, 
     assert_table_matches(tmp_path / "warehouse.duckdb", dagster_api.records_in_window(*day_bounds("2026-11-16", "2026-11-17")))
 
 
-def test_dev_command_serves_the_ui_wired_to_the_demo_api(tmp_path):
-    import json
-    import signal
-    import socket
-    import time
-    import urllib.request
-
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    log = tmp_path / "dev.log"
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving_ui(command: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path, port: int,
+               timeout: float = 180.0) -> Iterator[dict]:
+    """Start a command that serves the Dagster UI on `port`, in a process group of its own; once the UI
+    answers with its code location loaded (or failed), yield what its GraphQL API says (the instance's
+    description and the locations); stop the whole group afterwards."""
     with open(log, "wb") as out:
-        process = subprocess.Popen([str(BIN / "analytics-assets"), "dev", "--port", str(port)], cwd=tmp_path,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    query = json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                                 "locationOrLoadError { __typename } } } } }"}).encode()
+        process = subprocess.Popen(list(command), cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline, entries = time.monotonic() + 180, None
+        deadline, answer = time.monotonic() + timeout, None
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=UI_QUERY,
                                                  headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(request, timeout=5) as response:
-                    entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"]:
+                    data = json.load(response)["data"]
+                entries = data["workspaceOrError"]["locationEntries"]
+                if entries and all(entry["locationOrLoadError"] for entry in entries):
+                    answer = {"info": data["instance"]["info"] or "", "locations": entries}
                     break
-            except (OSError, KeyError, TypeError):
+            except (OSError, KeyError, TypeError, ValueError):
                 pass
-            time.sleep(0.5)
-        assert entries == [{"name": "analytics_assets", "locationOrLoadError": {"__typename": "RepositoryLocation"}}], log.read_text()[-3000:]
+            time.sleep(0.5)  # the next poll of the UI, until it answers or the deadline passes
+        assert answer is not None, f"no UI on port {port} (exit code {process.poll()}):\n{log.read_text()[-3000:]}"
+        yield answer
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        try:  # children that outlived the leader (webserver, daemon, code server) share its group
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+LOADED = [{"name": "analytics_assets", "locationOrLoadError": {"__typename": "RepositoryLocation"}}]
+
+
+def assert_no_dev_warnings(log: Path) -> None:
+    output = log.read_text(errors="replace")
+    for what, text in DEV_WARNINGS.items():
+        assert text not in output, f"`analytics-assets dev` printed the {what} warning:\n{output[-3000:]}"
+
+
+def test_the_dev_warnings_looked_for_are_dagsters_own():
+    """The texts the dev tests look for are those this Dagster prints, so that their absence means
+    something after an upgrade too."""
+    import inspect
+
+    import dagster._cli.dev
+
+    source = inspect.getsource(dagster._cli.dev)
+    assert DEV_WARNINGS["misplaced dagster.yaml"] in source
+    assert f"additional_warn_text=\"{DEV_WARNINGS['superseded by dg dev']}\"" in source
+
+
+@pytest.mark.slow
+def test_dev_command_serves_the_ui_wired_to_the_demo_api(tmp_path):
+    """`analytics-assets dev` from any folder: `dg dev` on the demo's own instance data/dagster_home
+    (0700, the project's dagster.yaml copied in), whatever DAGSTER_HOME and ANALYTICS_* say, and
+    neither the superseded nor the misplaced-dagster.yaml warning."""
+    port = free_port()
+    production_home = tmp_path / "production_home"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DAGSTER_HOME": str(production_home),
+           "ANALYTICS_DUCKDB_PATH": str(tmp_path / "production.duckdb")}
+    log = tmp_path / "dev.log"
+    with serving_ui([str(BIN / "analytics-assets"), "dev", "--port", str(port)], tmp_path, env, log, port) as ui:
+        assert ui["locations"] == LOADED, log.read_text()[-3000:]
+        home = tmp_path / "data" / "dagster_home"
+        assert str(home) in ui["info"], ui["info"]
         demo_url = re.search(r"Demo API on (http://127\.0\.0\.1:\d+)", log.read_text()).group(1)
         with urllib.request.urlopen(demo_url + "/oauth/token", data=b"grant_type=client_credentials&"
                                     b"client_id=demo-client&client_secret=demo-secret", timeout=5) as response:
             assert response.status == 200
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert (home / "dagster.yaml").read_bytes() == (ROOT / "dagster.yaml").read_bytes()
+    assert not production_home.exists()
+    assert_no_dev_warnings(log)
+
+
+@pytest.mark.slow
+def test_dev_command_with_use_environment_from_the_project_root(tmp_path):
+    """From the project root, whose dagster.yaml is the one Dagster would warn about, keeping the
+    environment's DAGSTER_HOME and DuckDB file: still no warning, and the environment's instance serves."""
+    port = free_port()
+    home = tmp_path / "dagster_home"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DAGSTER_HOME": str(home),
+           "ANALYTICS_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}
+    log = tmp_path / "dev.log"
+    command = [str(BIN / "analytics-assets"), "dev", "--use-environment", "--port", str(port)]
+    with serving_ui(command, ROOT, env, log, port) as ui:
+        assert ui["locations"] == LOADED, log.read_text()[-3000:]
+        assert str(home) in ui["info"], ui["info"]
+    assert (home / "dagster.yaml").read_bytes() == (ROOT / "dagster.yaml").read_bytes()
+    assert_no_dev_warnings(log)
+
+
+def test_dev_keeps_relative_paths_relative_to_where_it_was_run(tmp_path, monkeypatch):
+    """`dev` runs Dagster inside DAGSTER_HOME: the environment's relative paths (and the DuckDB
+    default) still mean the folder the command was run from, and dlt still reads that folder's .dlt/."""
+    from analytics_assets.cli import _anchor_relative_paths
+
+    monkeypatch.delenv("ANALYTICS_DUCKDB_PATH", raising=False)
+    monkeypatch.setenv("ANALYTICS_API_CONFIG", "conf/api.yaml")
+    monkeypatch.delenv("DLT_PROJECT_DIR", raising=False)
+    _anchor_relative_paths(tmp_path)
+    assert os.environ["ANALYTICS_DUCKDB_PATH"] == str(tmp_path.resolve() / "data" / "warehouse.duckdb")
+    assert os.environ["ANALYTICS_API_CONFIG"] == str(tmp_path.resolve() / "conf" / "api.yaml")
+    assert os.environ["DLT_PROJECT_DIR"] == str(tmp_path.resolve())
+    monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", "/elsewhere/warehouse.duckdb")
+    monkeypatch.setenv("DLT_PROJECT_DIR", "/elsewhere")
+    _anchor_relative_paths(tmp_path)
+    assert os.environ["ANALYTICS_DUCKDB_PATH"] == "/elsewhere/warehouse.duckdb"
+    assert os.environ["DLT_PROJECT_DIR"] == "/elsewhere"

@@ -99,15 +99,68 @@ def test_unknown_destination_is_refused_naming_the_variable(monkeypatch):
         build_defs()
 
 
-def test_assets_are_daily_partitioned_and_backfill_as_one_run():
+def test_tables_are_daily_partitioned_and_backfill_as_one_run():
     from dagster import BackfillPolicy, DailyPartitionsDefinition
 
     defs = build_defs()
+    assets_def = defs.get_assets_def(TABLE)
+    assert isinstance(assets_def.partitions_def, DailyPartitionsDefinition)
+    assert assets_def.partitions_def.timezone == "UTC"
+    assert assets_def.backfill_policy == BackfillPolicy.single_run()
+    graph = defs.get_repository_def().asset_graph
+    assert graph.get(ENDPOINT).partitions_def == assets_def.partitions_def, "observed day by day"
+
+
+def test_summary_is_rebuilt_whole_when_the_table_changes():
+    """Not partitioned (each build covers every day), with an eager condition that a table with
+    days never synced does not hold back."""
+    from dagster import AutomationCondition
+
+    graph = build_defs().get_repository_def().asset_graph
+    summary = graph.get(SUMMARY)
+    assert summary.partitions_def is None
+    condition = summary.automation_condition
+    assert condition is not None and condition.get_label() == "eager"
+    assert ~AutomationCondition.any_deps_missing() not in condition.operands
+    assert ~AutomationCondition.any_deps_in_progress() in condition.operands
+
+
+def test_automation_is_on_by_default():
+    from dagster import DefaultScheduleStatus, DefaultSensorStatus
+
+    defs = build_defs()
+    repository = defs.get_repository_def()
+    assert repository.get_schedule_def("analytics_daily").default_status == DefaultScheduleStatus.RUNNING
+    for name in ("analytics_reconcile", "analytics_freshness", "analytics_automation"):
+        assert repository.get_sensor_def(name).default_status == DefaultSensorStatus.RUNNING, name
+    reconcile = repository.get_sensor_def("analytics_reconcile")
+    assert reconcile.job_name == "analytics_job" and reconcile.minimum_interval_seconds == 3600
+    automation = repository.get_sensor_def("analytics_automation")
+    assert automation.asset_selection.resolve(repository.asset_graph) == {SUMMARY}
+
+
+def test_the_table_has_a_freshness_check_and_the_summary_a_count_check():
+    graph = build_defs().get_repository_def().asset_graph
+    checks = {(key.asset_key, key.name) for key in graph.asset_check_keys}
+    assert {(TABLE, "id_unique"), (TABLE, "window_complete"), (TABLE, "required_columns_not_null"),
+            (SUMMARY, "record_count_matches_table")} <= checks
+    assert any(asset == TABLE and "fresh" in name for asset, name in checks)
+
+
+def test_asset_metadata_is_serializable_and_links_to_the_source():
+    """Nothing shows as "(unserializable)" in the UI (dagster-dlt's `dagster_dlt/*` objects are
+    not put on the specs), and each asset defined by code links to it."""
+    from dagster._core.definitions.metadata import normalize_metadata
+    from dagster._core.definitions.metadata.source_code import CodeReferencesMetadataSet
+
+    graph = build_defs().get_repository_def().asset_graph
+    for key in (TABLE, SUMMARY, ENDPOINT):
+        metadata = graph.get(key).metadata
+        assert not [name for name in metadata if name.startswith("dagster_dlt/")]
+        normalize_metadata(metadata)  # raises on a value the UI would show as "(unserializable)"
     for key in (TABLE, SUMMARY):
-        assets_def = defs.get_assets_def(key)
-        assert isinstance(assets_def.partitions_def, DailyPartitionsDefinition)
-        assert assets_def.partitions_def.timezone == "UTC"
-        assert assets_def.backfill_policy == BackfillPolicy.single_run()
+        references = CodeReferencesMetadataSet.extract(graph.get(key).metadata).code_references.code_references
+        assert references and all(Path(reference.file_path).is_file() for reference in references)
 
 
 def test_partitions_start_is_configurable(tmp_path):

@@ -41,6 +41,8 @@ RUN_TIMEOUT_MS = 120_000
 # The backfill daemon ticks every 30 s (fixed in dagster): one tick submits the run, a later one
 # marks the backfill done, so a backfill of a few seconds of work takes about a minute to finish.
 BACKFILL_TIMEOUT_MS = 150_000
+# The automation sensor ticks every 30 s; then the summary's run.
+SUMMARY_TIMEOUT_S = 150
 
 
 @dataclass
@@ -191,23 +193,23 @@ def launched_link(page) -> str:  # noqa: ANN001
     return view.get_attribute("href")
 
 
-def ids_in_table(path: Path, window: Window, timeout: float = 30.0) -> list[int]:
-    """Ids landed in the window, read-only; the run's process may hold the file a moment after success."""
+def query_until_free(path: Path, sql: str, params: list = (), timeout: float = 30.0) -> list[tuple]:
+    """Rows of a read-only query; a run's process may hold the file a moment after it ended."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with duckdb.connect(str(path), read_only=True) as connection:
-                return [
-                    row[0]
-                    for row in connection.execute(
-                        "SELECT id FROM analytics.resource_name WHERE updated_at >= ? AND updated_at < ? ORDER BY id",
-                        [window.start, window.end],
-                    ).fetchall()
-                ]
+                return connection.execute(sql, list(params)).fetchall()
         except duckdb.IOException:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def ids_in_table(path: Path, window: Window) -> list[int]:
+    return [row[0] for row in query_until_free(
+        path, "SELECT id FROM analytics.resource_name WHERE updated_at >= ? AND updated_at < ? ORDER BY id",
+        [window.start, window.end])]
 
 
 def ids_served(api: DemoApi, window: Window) -> list[int]:
@@ -243,6 +245,30 @@ def test_asset_page_lists_columns_and_lineage_before_any_run(ui: Ui, page) -> No
     expect(page.locator('a[href="/assets/analytics/resource_name_daily_summary"]')).to_be_visible()
     expect(page.get_by_text("analytics.resource_name").first).to_be_visible()
     page.screenshot(path=ARTIFACTS / "asset-page.png", full_page=True)
+
+
+# For each automation's name on the Automation page, its on/off switch (the second checkbox of the
+# smallest element around the name holding two; the first selects the row).
+SWITCHES_JS = """names => Object.fromEntries(names.map(name => {
+  const label = [...document.querySelectorAll('*')].find(e => e.children.length === 0 && e.textContent.trim() === name);
+  let row = label;
+  while (row && row.querySelectorAll('input[type=checkbox]').length < 2) row = row.parentElement;
+  const boxes = row ? row.querySelectorAll('input[type=checkbox]') : [];
+  return [name, boxes.length === 2 ? boxes[1].checked : null];
+}))"""
+AUTOMATIONS = ["analytics_daily", "analytics_reconcile", "analytics_freshness", "analytics_automation"]
+
+
+def test_schedule_and_sensors_are_running_from_the_start(ui: Ui, page) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.goto(ui.url + "/automation")
+    for name in AUTOMATIONS:
+        expect(page.get_by_text(name, exact=True)).to_be_visible()
+    switches = page.wait_for_function(f"() => {{ const s = ({SWITCHES_JS})({AUTOMATIONS!r}); "
+                                      "return Object.values(s).every(v => v !== null) && s; }").json_value()
+    assert switches == {name: True for name in AUTOMATIONS}
+    page.screenshot(path=ARTIFACTS / "automation.png")
 
 
 LAUNCHPAD = "/locations/analytics_assets/jobs/analytics_job/playground"
@@ -300,11 +326,43 @@ def test_materialize_one_partition_from_the_asset_page(ui: Ui, page) -> None:  #
     assert served, "the demo API holds records on that day"
     page.goto(ui.url + ASSET + "?view=events")
     expect(page.get_by_text(f"Partition {ONE_DAY} materialized in run {run_id[:8]}")).to_be_visible()
-    rows_loaded = page.get_by_role("row").filter(has=page.get_by_role("cell", name="rows_loaded", exact=True))
-    expect(rows_loaded).to_contain_text(str(len(served)))
+    fetched = page.get_by_role("row").filter(has=page.get_by_role("cell", name="records_fetched", exact=True))
+    expect(fetched).to_contain_text(str(len(served)))
     page.screenshot(path=ARTIFACTS / "asset-page-materialized.png")
 
     assert ids_in_table(ui.warehouse, window) == served
+
+
+def test_summary_follows_a_materialize_of_the_table(ui: Ui, page) -> None:  # noqa: ANN001
+    """The table alone was materialized from its page (above): the daemon's automation sensor
+    materializes the summary after it, and the summary counts what the table holds."""
+    from dagster import AssetKey, DagsterInstance
+    from playwright.sync_api import expect
+
+    table_key, summary_key = AssetKey(["analytics", "resource_name"]), AssetKey(["analytics", "resource_name_daily_summary"])
+
+    def summary_after_table():
+        with DagsterInstance.from_config(str(ui.dagster_home)) as instance:
+            table = instance.get_latest_materialization_event(table_key)
+            summary = instance.get_latest_materialization_event(summary_key)
+            if table and summary and summary.timestamp > table.timestamp:
+                return instance.get_run_by_id(summary.run_id)
+        return None
+
+    deadline = time.monotonic() + SUMMARY_TIMEOUT_S
+    while (run := summary_after_table()) is None:
+        assert time.monotonic() < deadline, "the summary was not materialized after the table"
+        time.sleep(1)
+    assert run.tags.get("dagster/sensor_name") == "analytics_automation", run.tags
+    page.goto(ui.url + "/assets/analytics/resource_name_daily_summary?view=events")
+    expect(page.get_by_text(f"Materialized in run {run.run_id[:8]}")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "summary-after-automation.png")
+
+    counts = query_until_free(ui.warehouse, "SELECT CAST(updated_at AT TIME ZONE 'UTC' AS DATE), count(*) "
+                              "FROM analytics.resource_name GROUP BY 1 ORDER BY 1")
+    summarized = query_until_free(ui.warehouse, "SELECT day, sum(record_count) FROM "
+                                  "analytics.resource_name_daily_summary GROUP BY 1 ORDER BY 1")
+    assert summarized == counts and counts
 
 
 def test_backfill_of_three_days_runs_as_one_run(ui: Ui, page) -> None:  # noqa: ANN001

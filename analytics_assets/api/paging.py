@@ -79,8 +79,8 @@ class SafeOffsetPaginator(BasePaginator):
         self.paging = paging
         self.stats = stats
         self.lookahead = lookahead
-        self.total_path = _reader(paging.total_path)
-        self.has_more_path = _reader(paging.has_more_path)
+        self.total_path = reader(paging.total_path)
+        self.has_more_path = reader(paging.has_more_path)
         self.template: Optional[Request] = None
         self.ahead: dict[int, RequestKey] = {}  # offset -> the request sent ahead for it
 
@@ -203,7 +203,7 @@ class SafeOffsetPaginator(BasePaginator):
         self._start_pass()
 
 
-def _reader(path: str) -> Callable[[Any], Any]:
+def reader(path: str) -> Callable[[Any], Any]:
     """The value at a JSON path of a page, None if absent; a plain key is read directly (a JSONPath
     lookup costs more than the rest of a page's paging)."""
     if path.isidentifier():
@@ -224,7 +224,7 @@ class PageGuard(BasePaginator):
                  **options: Any) -> None:
         super().__init__(**options)
         self.resource, self.key, self.stats, self.max_pages = resource, key, stats, max_pages
-        self.records_total = _reader(records_total_path)
+        self.records_total = reader(records_total_path)
         self.pages, self.records, self.previous_ids = 0, 0, None
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:

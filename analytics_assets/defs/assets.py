@@ -4,7 +4,7 @@ window of the records' cursor values). Specs come from the API definition itself
 fresh dlt source for its window and hands it to dagster-dlt."""
 
 from datetime import timezone
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -31,6 +31,7 @@ from ..api.definition import ApiDefinition, Endpoint, Window
 from ..api.http import ApiClient
 from ..api.records import SyncStats
 from ..api.source import build_source
+from ..api.totals import day_totals
 from ..errors import root_cause
 from ..settings import Settings
 from ..warehouse.pipeline import DATASET_NAME, file_format, loading
@@ -126,15 +127,17 @@ class AnalyticsDltResource(DagsterDltResource):
         return metadata
 
 
-def endpoint_specs(definition: ApiDefinition) -> list[AssetSpec]:
+def endpoint_specs(definition: ApiDefinition, partitions_def: PartitionsDefinition) -> list[AssetSpec]:
     return [
         AssetSpec(
             key=endpoint_key(endpoint.name),
             group_name=API_GROUP,
             description=f"GET {endpoint.path} of the analytics API (OAuth2 client credentials). "
-            "External: observed, not materialized, by this project.",
+            "External: observed, not materialized, by this project: the `analytics_reconcile` sensor records "
+            "the API's record total of each recent day as an observation of that day's partition.",
             kinds={"api"},
             owners=OWNERS,
+            partitions_def=partitions_def,
             metadata={"path": endpoint.path},
         )
         for endpoint in definition.endpoints
@@ -166,46 +169,69 @@ def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefi
         stats = SyncStats(progress=context.log.info)
         try:
             pipeline = warehouse.pipeline(context.run.run_id)
-            with ApiClient(definition, settings, stats) as client, loading(pipeline, definition.names):
-                context.log.info(f"Syncing records of {window} from {client.base_url} into {location(pipeline)}")
-                results = list(dlt.run(context=context, dlt_source=build_source(client, window), dlt_pipeline=pipeline,
-                                       dagster_dlt_translator=translator, loader_file_format=file_format(pipeline)))
+            with ApiClient(definition, settings, stats) as client:
+                with loading(pipeline, definition.names):
+                    context.log.info(f"Syncing records of {window} from {client.base_url} into {location(pipeline)}")
+                    results = list(dlt.run(context=context, dlt_source=build_source(client, window),
+                                           dlt_pipeline=pipeline, dagster_dlt_translator=translator,
+                                           loader_file_format=file_format(pipeline)))
+                context.log.info("sync finished: " + stats.summary())
+                totals = {result.asset_key: days_api_totals(context, client, definition.endpoint(
+                    result.asset_key.path[-1]), stats) for result in results}
         except Exception as error:
             raise Failure(description=str(root_cause(error))) from error
-        context.log.info("sync finished: " + stats.summary())
         with warehouse.sql(context.run.run_id) as sql:
             for result in results:
                 endpoint = definition.endpoint(result.asset_key.path[-1])
-                yield with_sync_metadata(context, sql, result, endpoint, stats)
+                yield with_sync_metadata(context, sql, result, endpoint, stats, totals[result.asset_key])
 
     return analytics_tables
 
 
+def days_api_totals(context: AssetExecutionContext, client: ApiClient, endpoint: Endpoint,
+                    stats: SyncStats) -> dict[str, Optional[int]]:
+    """The API's record total of each day of the run: the window's own for one day; asked day by
+    day (one request each) in a range run. The rows are loaded by then: a failure to ask costs the
+    figures, with a warning, not the run."""
+    days, counts = context.partition_keys, stats.of(endpoint.name)
+    if len(days) == 1:
+        return {days[0]: counts.api_total}
+    try:
+        return day_totals(client, endpoint, days)
+    except Exception as error:  # noqa: BLE001 - reported, and the figures left out
+        context.log.warning(f"The API's total of each day could not be read ({root_cause(error)}); "
+                            "the days' metadata leaves it out.")
+        return {}
+
+
 def with_sync_metadata(context: AssetExecutionContext, sql: WarehouseSql, result: MaterializeResult,
-                       endpoint: Endpoint, stats: SyncStats) -> MaterializeResult:
-    """The run's figures on the materialization, and each day's own rows on its partition."""
+                       endpoint: Endpoint, stats: SyncStats, api_totals: Mapping[str, Optional[int]]) -> MaterializeResult:
+    """Each day's own figures on its partition; the run's figures once per materialization, under
+    names that say they are the run's (in a range run, every day's event carries them)."""
     window = window_of(context)
     table, cursor = sql.table(endpoint.name), endpoint.incremental.cursor_path
     counts = stats.of(endpoint.name)
     rows_by_day = sql.rows_per_day(table, cursor, window)
     for partition_key in context.partition_keys:
-        context.add_asset_metadata(
-            {
-                "rows_loaded": MetadataValue.int(counts.by_day.get(partition_key, 0)),
-                "dagster/partition_row_count": MetadataValue.int(rows_by_day.get(partition_key, 0)),
-            },
-            asset_key=result.asset_key,
-            partition_key=partition_key,
-        )
+        day = Window.of_days(partition_key)
+        day_metadata = {
+            "records_fetched": MetadataValue.int(counts.by_day.get(partition_key, 0)),
+            "dagster/partition_row_count": MetadataValue.int(rows_by_day.get(partition_key, 0)),
+            "window_start": MetadataValue.timestamp(day.start),
+            "window_end": MetadataValue.timestamp(day.end),
+        }
+        if api_totals.get(partition_key) is not None:
+            day_metadata["api_total"] = MetadataValue.int(api_totals[partition_key])
+        context.add_asset_metadata(day_metadata, asset_key=result.asset_key, partition_key=partition_key)
     drift = sorted(stats.drift_columns.get(endpoint.name, ()))
     metadata = {
         **(result.metadata or {}),
-        **stats.as_metadata(),
-        "rows_loaded_in_run": MetadataValue.int(counts.records),
-        "records_fetched_distinct": MetadataValue.int(stats.distinct_ids(endpoint.name)),
-        "api_total_for_window": MetadataValue.int(counts.api_total if counts.api_total is not None else counts.records),
-        "window_start": MetadataValue.text(window.start.isoformat()),
-        "window_end": MetadataValue.text(window.end.isoformat()),
+        "run": MetadataValue.dagster_run(context.run.run_id),
+        "run_window_start": MetadataValue.timestamp(window.start),
+        "run_window_end": MetadataValue.timestamp(window.end),
+        **{f"run_{name}": value for name, value in stats.as_metadata().items()},
+        "run_records_fetched_distinct": MetadataValue.int(stats.distinct_ids(endpoint.name)),
+        "run_api_total": MetadataValue.int(counts.api_total if counts.api_total is not None else counts.records),
         "schema_drift": MetadataValue.text(", ".join(drift) if drift else "none"),
         "preview": _preview(sql, table, cursor, endpoint.primary_key, window),
     }

@@ -10,6 +10,8 @@ window ends only with exactly `total` records, so it fetched at least `total` (m
 left the window while it was read, and was kept as read).
 """
 
+from typing import Sequence
+
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -17,9 +19,10 @@ from dagster import (
     AssetChecksDefinition,
     MetadataValue,
     asset_check,
+    build_time_partition_freshness_checks,
 )
 
-from ..api.definition import Endpoint
+from ..api.definition import ApiDefinition, Endpoint
 from ..warehouse.sql import Destination
 from .assets import table_key
 from .resources import WarehouseResource
@@ -33,10 +36,13 @@ def build_checks(endpoint: Endpoint, destination: Destination) -> list[AssetChec
                  description=f"No two rows share an `{id_column}` (the merge key).")
     def id_unique(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
         with warehouse.sql(context.run.run_id) as sql:
-            duplicates = sql.rows(f"SELECT {id_column}, count(*) FROM {sql.table(name)} GROUP BY {id_column} "
-                                  f"HAVING count(*) > 1 ORDER BY {id_column} LIMIT 20")
-        return AssetCheckResult(passed=not duplicates,
-                                metadata={"duplicate_ids": MetadataValue.json([row[0] for row in duplicates])})
+            duplicated = f"SELECT {id_column} FROM {sql.table(name)} GROUP BY {id_column} HAVING count(*) > 1"
+            count = sql.rows(f"SELECT count(*) FROM ({duplicated}) d")[0][0]
+            first = sql.rows(f"{duplicated} ORDER BY {id_column} LIMIT 20") if count else []
+        return AssetCheckResult(passed=not count, metadata={
+            "duplicate_ids": MetadataValue.int(count),
+            "first_duplicate_ids": MetadataValue.text(", ".join(str(row[0]) for row in first) or "none"),
+        })
 
     @asset_check(asset=key, name="required_columns_not_null", blocking=True, pool=destination.pool,
                  description=f"Columns declared NOT NULL hold no nulls: {', '.join(required)}.")
@@ -44,8 +50,10 @@ def build_checks(endpoint: Endpoint, destination: Destination) -> list[AssetChec
         counts = ", ".join(f"count(*) FILTER (WHERE {column} IS NULL)" for column in required)
         with warehouse.sql(context.run.run_id) as sql:
             nulls = sql.rows(f"SELECT {counts} FROM {sql.table(name)}")[0]
-        return AssetCheckResult(passed=not any(nulls),
-                                metadata={"null_counts": MetadataValue.json(dict(zip(required, nulls)))})
+        return AssetCheckResult(passed=not any(nulls), metadata={
+            "null_rows": MetadataValue.int(sum(nulls)),
+            **{f"nulls_in_{column}": MetadataValue.int(count) for column, count in zip(required, nulls)},
+        })
 
     @asset_check(asset=key, name="window_complete", blocking=True, pool=destination.pool,
                  description="Every record the latest materialization fetched is in the table (its rows carrying "
@@ -57,16 +65,17 @@ def build_checks(endpoint: Endpoint, destination: Destination) -> list[AssetChec
         if "dlt_load_id" not in metadata:
             return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN,
                                     metadata={"reason": "no materialization has been recorded yet"})
-        load_id, api_total = metadata["dlt_load_id"].value, metadata["api_total_for_window"].value
-        fetched = metadata["records_fetched_distinct"].value
+        load_id, api_total = metadata["dlt_load_id"].value, metadata["run_api_total"].value
+        fetched = metadata["run_records_fetched_distinct"].value
         with warehouse.sql(context.run.run_id) as sql:
             landed = sql.rows(f"SELECT count(DISTINCT {id_column}) FROM {sql.table(name)} WHERE _dlt_load_id = %s",
                               load_id)[0][0]
         return AssetCheckResult(
             passed=landed == fetched >= api_total,
             metadata={
-                "run_id": event.run_id,
-                "window": f"[{metadata['window_start'].value}, {metadata['window_end'].value})",
+                "run": MetadataValue.dagster_run(event.run_id),
+                "window_start": metadata["run_window_start"],
+                "window_end": metadata["run_window_end"],
                 "dlt_load_id": load_id,
                 "api_total": MetadataValue.int(api_total),
                 "fetched_distinct_ids": MetadataValue.int(fetched),
@@ -76,3 +85,16 @@ def build_checks(endpoint: Endpoint, destination: Destination) -> list[AssetChec
         )
 
     return [id_unique, window_complete] + ([required_columns_not_null] if required else [])
+
+
+# By noon UTC the day that ended twelve hours ago must be there: the latest partition is at most a
+# day and a half old (the schedule syncs it at 00:15; the rest is margin for retries and reruns).
+FRESHNESS_DEADLINE_CRON = "0 12 * * *"
+
+
+def build_freshness_checks(definition: ApiDefinition) -> Sequence[AssetChecksDefinition]:
+    """Dagster's `freshness_check` on every table: it fails while the latest daily partition is
+    missing, so a day the schedule did not sync shows red."""
+    return build_time_partition_freshness_checks(
+        assets=[table_key(endpoint.name) for endpoint in definition.endpoints],
+        deadline_cron=FRESHNESS_DEADLINE_CRON, timezone="UTC")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dagster import AssetSelection, ScheduleDefinition, build_schedule_from_partitioned_job, define_asset_job
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    ScheduleDefinition,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+)
 
 from .assets import TABLE_GROUP
 
@@ -24,7 +30,9 @@ def build_job() -> "UnresolvedAssetJobDefinition":
 
 def build_daily_schedule(job: "UnresolvedAssetJobDefinition") -> ScheduleDefinition:
     """Each day at 00:15 UTC, materialize the day that just ended (late records have had a
-    quarter of an hour to land)."""
+    quarter of an hour to land; later ones are found by the `analytics_reconcile` sensor). Running
+    from the moment the code location loads."""
     return build_schedule_from_partitioned_job(
-        job, name="analytics_daily", hour_of_day=0, minute_of_hour=15, description=build_daily_schedule.__doc__
+        job, name="analytics_daily", hour_of_day=0, minute_of_hour=15, description=build_daily_schedule.__doc__,
+        default_status=DefaultScheduleStatus.RUNNING,
     )

@@ -30,31 +30,47 @@ def test_one_partition_lands_exactly_that_day(dagster_api, warehouse):
     expected = dagster_api.records_in_window(*day_bounds("2026-11-17"))
     assert_table_matches(warehouse, expected)
     metadata = materializations(result)["2026-11-17"]
-    assert metadata["rows_loaded"].value == len(expected)
+    assert metadata["records_fetched"].value == len(expected)
+    assert metadata["api_total"].value == len(expected)
     assert metadata["dagster/partition_row_count"].value == len(expected)
     assert metadata["dagster/table_name"].value == "analytics.resource_name"
-    assert metadata["window_start"].value.startswith("2026-11-17T00:00:00")
-    assert metadata["pages_fetched"].value == dagster_api.request_count(path="/v1/resource", status=200)
-    assert metadata["api_total_for_window"].value == len(expected)
+    assert metadata["window_start"].value == day_bounds("2026-11-17")[0].timestamp()
+    assert metadata["window_end"].value == day_bounds("2026-11-17")[1].timestamp()
+    assert metadata["run"].value == result.run_id
+    assert metadata["run_pages_fetched"].value == dagster_api.request_count(path="/v1/resource", status=200)
+    assert metadata["run_api_total"].value == len(expected)
     assert metadata["schema_drift"].value == "none"
     preview = metadata["preview"].value
     assert [c.name for c in preview.schema.columns][:2] == ["id", "name"] and len(preview.records) == 5
 
 
-def test_range_is_one_run_and_each_day_reports_its_own_rows(dagster_api, warehouse):
+def test_range_is_one_run_and_each_day_reports_its_own_figures(dagster_api, warehouse):
+    """Each day's partition describes that day only; the run's figures are named as the run's."""
     first_day = dagster_api.records_in_window(*day_bounds("2026-11-15"))
     for record in first_day[:30]:
         dagster_api.delete_record(record["id"])  # days of different sizes
     result = run_job(first="2026-11-15", last="2026-11-17")
     assert result.success
-    assert_table_matches(warehouse, dagster_api.records_in_window(*day_bounds("2026-11-15", "2026-11-17")))
+    served = dagster_api.records_in_window(*day_bounds("2026-11-15", "2026-11-17"))
+    assert_table_matches(warehouse, served)
     by_day = materializations(result)
     assert sorted(by_day) == ["2026-11-15", "2026-11-16", "2026-11-17"]
     for day, metadata in by_day.items():
-        assert metadata["rows_loaded"].value == len(dagster_api.records_in_window(*day_bounds(day)))
-    assert by_day["2026-11-15"]["rows_loaded"].value != by_day["2026-11-16"]["rows_loaded"].value
+        held = len(dagster_api.records_in_window(*day_bounds(day)))
+        assert metadata["records_fetched"].value == held, day
+        assert metadata["api_total"].value == held, day
+        assert metadata["dagster/partition_row_count"].value == held, day
+        assert (metadata["window_start"].value, metadata["window_end"].value) == tuple(
+            moment.timestamp() for moment in day_bounds(day))
+        assert metadata["run_records_fetched"].value == metadata["run_api_total"].value == len(served)
+        assert metadata["run_window_start"].value == day_bounds("2026-11-15")[0].timestamp()
+    assert by_day["2026-11-15"]["records_fetched"].value != by_day["2026-11-16"]["records_fetched"].value
     queries = [q for (_, p, q, _) in dagster_api.requests if p == "/v1/resource"]
-    assert {(q["updated_since"], q["updated_until"]) for q in queries} == {("2026-11-15T00:00:00Z", "2026-11-18T00:00:00Z")}
+    pages = {(q["updated_since"], q["updated_until"]) for q in queries if q["limit"] == "100"}
+    assert pages == {("2026-11-15T00:00:00Z", "2026-11-18T00:00:00Z")}, "the range is paged as one window"
+    totals = sorted((q["updated_since"], q["updated_until"]) for q in queries if q["limit"] == "1")
+    assert totals == [(f"2026-11-{d}T00:00:00Z", f"2026-11-{d + 1}T00:00:00Z") for d in (15, 16, 17)], \
+        "each day's total is asked once"
 
 
 def test_rematerializing_a_partition_is_idempotent(dagster_api, warehouse):
@@ -87,27 +103,58 @@ def test_failed_run_names_the_cause_and_keeps_the_table(dagster_api, warehouse):
     assert table_checksum(warehouse) == before
 
 
+def aggregated(records) -> dict:
+    """The summary's rows, computed here from records: (day, category) -> (count, sum, avg, events)."""
+    groups = defaultdict(list)
+    for record in records:
+        groups[(str(record["updated_at"])[:10], record["category"])].append(record)
+    result = {}
+    for key, members in groups.items():
+        values = [float(r["metric_value"]) for r in members if r["metric_value"] is not None]
+        result[key] = (len(members), sum(values) if values else None, sum(values) / len(values) if values else None,
+                       sum(int(r["event_count"]) for r in members if r["event_count"] is not None))
+    return result
+
+
+def summary_rows(warehouse) -> dict:
+    rows = query(warehouse, "SELECT day, category, record_count, metric_value_sum, metric_value_avg, event_count_sum "
+                            "FROM analytics.resource_name_daily_summary")[1]
+    return {(day.isoformat(), category): (count, total, average, events)
+            for day, category, count, total, average, events in rows}
+
+
+def assert_summary_equals(warehouse, records) -> None:
+    actual, expected = summary_rows(warehouse), aggregated(records)
+    assert sorted(actual, key=str) == sorted(expected, key=str)
+    for key, (count, total, average, events) in expected.items():
+        got = actual[key]
+        assert (got[0], got[3]) == (count, events), key
+        for want, have in ((total, got[1]), (average, got[2])):
+            assert (want is None and have is None) or abs(want - have) < 1e-6, key
+
+
 def test_summary_equals_the_servers_records_aggregated(dagster_api, warehouse):
     assert run_job(first="2026-11-15", last="2026-11-16").success
-    expected = defaultdict(lambda: [0, 0.0, [], 0])
-    for record in dagster_api.records_in_window(*day_bounds("2026-11-15", "2026-11-16")):
-        row = expected[(record["updated_at"][:10], record["category"])]
-        row[0] += 1
-        if record["metric_value"] is not None:
-            row[1] += record["metric_value"]
-            row[2].append(record["metric_value"])
-        row[3] += record["event_count"] or 0
-    actual = query(
-        warehouse,
-        "SELECT day, category, record_count, metric_value_sum, metric_value_avg, event_count_sum "
-        "FROM analytics.resource_name_daily_summary",
-    )[1]
-    assert len(actual) == len(expected)
-    for day, category, count, total, average, events in actual:
-        want = expected[(day.isoformat(), category)]
-        assert count == want[0] and events == want[3]
-        assert abs(total - want[1]) < 1e-6
-        assert abs(average - sum(want[2]) / len(want[2])) < 1e-6
+    assert_summary_equals(warehouse, dagster_api.records_in_window(*day_bounds("2026-11-15", "2026-11-16")))
+
+
+def test_summary_stays_equal_to_the_table_after_records_move_between_days(dagster_api, warehouse):
+    """Records updated upstream move from 2026-11-15 to 2026-11-17: syncing 2026-11-17 alone moves
+    them in the table, and the summary follows for both days."""
+    assert run_job(first="2026-11-15", last="2026-11-17").success
+    moved = dagster_api.records_in_window(*day_bounds("2026-11-15"))[:20]
+    for record in moved:
+        dagster_api.update_record(record["id"], updated_at="2026-11-17T12:00:00Z")
+    result = run_job("2026-11-17")
+    assert result.success
+    served = dagster_api.records_in_window(*day_bounds("2026-11-15", "2026-11-17"))
+    assert_table_matches(warehouse, served)
+    assert_summary_equals(warehouse, served)
+    assert_summary_equals(warehouse, table_rows(warehouse))
+    summary = next(m for m in result.asset_materializations_for_node("resource_name_daily_summary"))
+    assert summary.metadata["records_summarized"].value == len(served)
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "record_count_matches_table"]
+    assert check.passed and check.metadata["days_differing"].value == 0
 
 
 def test_schema_drift_is_reported_in_metadata(dagster_api):
@@ -118,19 +165,6 @@ def test_schema_drift_is_reported_in_metadata(dagster_api):
     columns = {c.name: c for c in metadata["dagster/column_schema"].schema.columns}
     assert "campaign" in columns and columns["metric_value"].description
     assert "jobs" not in metadata
-
-
-def test_summary_reports_rows_per_day_in_a_range_run(dagster_api):
-    result = run_job(first="2026-11-15", last="2026-11-16")
-    summaries = {
-        event.materialization.partition: event.materialization.metadata
-        for event in result.get_asset_materialization_events()
-        if tuple(event.materialization.asset_key.path) == ("analytics", "resource_name_daily_summary")
-    }
-    assert sorted(summaries) == ["2026-11-15", "2026-11-16"]
-    for day, metadata in summaries.items():
-        categories = {r["category"] for r in dagster_api.records_in_window(*day_bounds(day))}
-        assert metadata["dagster/partition_row_count"].value == len(categories)
 
 
 def test_a_run_removes_the_working_folders_of_finished_runs(dagster_api, tmp_path):

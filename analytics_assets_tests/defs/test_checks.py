@@ -25,6 +25,8 @@ def test_checks_pass_after_a_materialization(dagster_api, warehouse):
     evaluations = checks_of(run_job("2026-11-18"))
     assert {name: e.passed for name, e in evaluations.items()} == {
         "id_unique": True, "required_columns_not_null": True, "window_complete": True,
+        "record_count_matches_table": True,
+        "freshness_check": False,  # 2026-11-18 is not the latest day: the check is about the latest
     }
     complete = evaluations["window_complete"].metadata
     assert complete["api_total"].value == complete["fetched_distinct_ids"].value == complete["rows_of_this_load"].value > 0
@@ -43,7 +45,8 @@ def test_duplicate_id_fails_id_unique(materialized, warehouse):
     query(warehouse, "INSERT INTO analytics.resource_name SELECT * FROM analytics.resource_name WHERE id = %s", victim)
     evaluation = checks_of(run_checks_only(materialized))["id_unique"]
     assert not evaluation.passed
-    assert evaluation.metadata["duplicate_ids"].value == [victim]
+    assert evaluation.metadata["duplicate_ids"].value == 1
+    assert evaluation.metadata["first_duplicate_ids"].value == str(victim)
 
 
 def test_null_in_required_column_fails(materialized, warehouse):
@@ -51,7 +54,7 @@ def test_null_in_required_column_fails(materialized, warehouse):
     query(warehouse, "UPDATE analytics.resource_name SET name = NULL WHERE id = (SELECT min(id) FROM analytics.resource_name)")
     evaluation = checks_of(run_checks_only(materialized))["required_columns_not_null"]
     assert not evaluation.passed
-    assert evaluation.metadata["null_counts"].value["name"] == 1
+    assert evaluation.metadata["nulls_in_name"].value == 1 and evaluation.metadata["null_rows"].value == 1
 
 
 def test_row_lost_after_the_load_fails_window_complete(materialized, warehouse):
@@ -77,3 +80,38 @@ def test_window_that_never_settles_fails_the_run_before_anything_lands(dagster_a
     assert "kept changing while it was paged" in str(failure.step_failure_data.user_failure_data) + failure.step_failure_data.error.message
     tables = query(warehouse, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics'")[1]
     assert ("resource_name",) not in tables
+
+
+def latest_expected_day() -> str:
+    """The day the freshness check expects by now: the one that ended before the latest noon UTC."""
+    from datetime import datetime, time, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    deadline = datetime.combine(now.date(), time(12), timezone.utc)
+    if now < deadline:
+        deadline -= timedelta(days=1)
+    return (deadline.date() - timedelta(days=1)).isoformat()
+
+
+def test_freshness_check_fails_for_a_missing_day_and_passes_after_the_sync(dagster_api, warehouse):
+    """The latest day not synced: red. Synced (an empty day here: the demo's data ends earlier): green."""
+    instance = DagsterInstance.ephemeral()
+    assert run_job("2026-11-18", instance=instance).success
+    stale = checks_of(run_checks_only(instance))["freshness_check"]
+    day = latest_expected_day()
+    assert not stale.passed and f"expected partition {day} to have arrived" in stale.description
+    evaluations = checks_of(run_job(day, instance=instance))
+    assert evaluations["freshness_check"].passed, day
+
+
+def test_summary_check_fails_when_the_model_differs_from_the_table(materialized, warehouse):
+    query(warehouse, "UPDATE analytics.resource_name_daily_summary SET record_count = record_count + 1 "
+                     "WHERE day = '2026-11-18' AND category = (SELECT min(category) FROM "
+                     "analytics.resource_name_daily_summary)")
+    job = define_asset_job("summary_checks", selection=AssetSelection.checks_for_assets(
+        AssetKey(["analytics", "resource_name_daily_summary"])))
+    merged = Definitions.merge(build_defs(), Definitions(jobs=[job]))
+    result = merged.resolve_job_def("summary_checks").execute_in_process(instance=materialized, raise_on_error=False)
+    evaluation = checks_of(result)["record_count_matches_table"]
+    assert not evaluation.passed and evaluation.metadata["days_differing"].value == 1
+    assert "2026-11-18" in evaluation.metadata["differences"].value

@@ -23,3 +23,29 @@ def test_schedule_materializes_yesterday_shortly_after_midnight_utc():
     requests = list(schedule.evaluate_tick(context).run_requests)
     assert [r.partition_key for r in requests] == ["2026-11-19"]
     assert schedule.job_name == JOB_NAME
+
+
+def test_the_readme_commands_stop_the_schedule_and_the_sensor(tmp_path):
+    """Both start RUNNING (no state stored); the README's commands store them as stopped."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from dagster import DagsterInstance
+    from dagster._core.scheduler.instigation import InstigatorStatus
+
+    root = Path(__file__).resolve().parents[2]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(root / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    dagster = str(Path(sys.executable).parent / "dagster")
+    for command in (["schedule", "stop", "analytics_daily"], ["sensor", "stop", "analytics_reconcile"]):
+        completed = subprocess.run([dagster, *command, "-w", str(root / "workspace.yaml")], cwd=root, env=env,
+                                   capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+    with DagsterInstance.from_config(str(home)) as instance:
+        states = {state.name: state.status for state in instance.all_instigator_state()}
+    assert states == {"analytics_daily": InstigatorStatus.STOPPED, "analytics_reconcile": InstigatorStatus.STOPPED}

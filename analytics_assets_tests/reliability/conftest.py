@@ -29,7 +29,7 @@ import duckdb
 import pytest
 
 from analytics_assets.demo_api import DemoApi
-from analytics_assets_tests.conftest import FAST_RETRY, TABLE, assert_table_matches, day_bounds, run_job, table_checksum
+from analytics_assets_tests.conftest import TABLE, assert_table_matches, day_bounds, run_job, set_api_env, table_checksum
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -260,17 +260,6 @@ def meta(result: Any, key: str, partition: Optional[str] = None) -> Any:
     by_partition = materializations(result)
     metadata = by_partition[partition] if partition else next(iter(by_partition.values()))
     return metadata[key].value
-
-
-def set_api_env(monkeypatch: pytest.MonkeyPatch, api: DemoApi, db: Path) -> None:
-    """The ANALYTICS_* variables a user would set, as the shared `dagster_api` fixture sets them."""
-    monkeypatch.setenv("ANALYTICS_API_BASE_URL", api.base_url)
-    monkeypatch.setenv("ANALYTICS_CLIENT_ID", api.config.client_id)
-    monkeypatch.setenv("ANALYTICS_CLIENT_SECRET", api.config.client_secret)
-    monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", str(db))
-    monkeypatch.setenv("ANALYTICS_BACKOFF_FACTOR", str(FAST_RETRY["backoff_factor"]))
-    monkeypatch.setenv("ANALYTICS_HTTP_TIMEOUT", str(FAST_RETRY["http_timeout"]))
-    monkeypatch.delenv("ANALYTICS_TOKEN_URL", raising=False)
 
 
 @pytest.fixture

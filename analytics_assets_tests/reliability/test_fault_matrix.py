@@ -24,7 +24,7 @@ import duckdb
 import pytest
 
 from analytics_assets.demo_api import DemoApi, DemoApiConfig
-from analytics_assets_tests.conftest import day_bounds, table_checksum
+from analytics_assets_tests.conftest import day_bounds, set_api_env, table_checksum
 from analytics_assets_tests.reliability.conftest import (
     END_DATE,
     RESOURCE_PATH,
@@ -34,7 +34,6 @@ from analytics_assets_tests.reliability.conftest import (
     assert_outcome,
     assert_succeeded,
     meta,
-    set_api_env,
 )
 
 FIRST, LAST = "2026-11-16", "2026-11-18"
@@ -128,8 +127,8 @@ def in_turn(inject: Callable) -> Callable:
 
 def retries(expected: int, throttle_at_least: float = 0.0) -> Callable:
     def verify(result, api, armed=None):
-        assert meta(result, "retries") == expected
-        assert meta(result, "seconds_waited_on_429_retry_after") >= throttle_at_least
+        assert meta(result, "run_retries") == expected
+        assert meta(result, "run_seconds_waited_on_429_retry_after") >= throttle_at_least
 
     return verify
 
@@ -192,7 +191,7 @@ NETWORK_CASES = [
          fails_with=(*EXHAUSTED, "ConnectionError"), heal=True),
     Case("server_closes_mid_response", queue("close_mid_body", times=2, after=1), verify=retries(2)),
     Case("read_timeout", hang(1, "1"), verify=lambda result, api, armed: (
-        meta(result, "retries") >= 1 and statuses(api).count(None) == 1)),
+        meta(result, "run_retries") >= 1 and statuses(api).count(None) == 1)),
     Case("server_stops_answering", hang(1000, "0.3"), fails_with=(*EXHAUSTED, "timed out"), heal=True),
 ]
 
@@ -221,7 +220,7 @@ def revoked_token_replaced_once(result, api, armed=None):
     # Every request in flight with the revoked token may see a 401, but one new token serves them all.
     assert api.request_count(path=RESOURCE_PATH, status=401) >= 1
     assert api.request_count(path=TOKEN_PATH) == 2, "one token at the start, then exactly one replacement"
-    assert meta(result, "token_refreshes") == 1
+    assert meta(result, "run_token_refreshes") == 1
 
 
 def token_endpoint_retried(result, api, armed=None):
@@ -324,7 +323,7 @@ def never_settles(api, setenv):
 
 def rereads(expected: int) -> Callable:
     def verify(result, api, armed=None):
-        assert meta(result, "window_rereads") == expected
+        assert meta(result, "run_window_rereads") == expected
 
     return verify
 
@@ -500,9 +499,9 @@ def test_token_expires_during_long_run(harness_for, monkeypatch: pytest.MonkeyPa
     harness.api.faults.queue("slow", retry_after=1.5, after=1)
     result = harness.run("2026-11-15", "2026-11-19")
     harness.succeeded(result, "2026-11-15", "2026-11-19")
-    assert meta(result, "token_refreshes") >= 1 and harness.api.tokens_issued >= 2
+    assert meta(result, "run_token_refreshes") >= 1 and harness.api.tokens_issued >= 2
     # Every request refused for an expired token was answered by a renewed one.
-    assert harness.api.request_count(path=RESOURCE_PATH, status=401) <= meta(result, "token_refreshes")
+    assert harness.api.request_count(path=RESOURCE_PATH, status=401) <= meta(result, "run_token_refreshes")
 
 
 def test_page_cap_below_limit(harness_for) -> None:
@@ -510,8 +509,8 @@ def test_page_cap_below_limit(harness_for) -> None:
     harness = harness_for(records=500, page_cap=30)
     result = harness.run("2026-11-17")
     harness.succeeded(result, "2026-11-17")
-    assert meta(result, "pages_fetched") >= 4  # 100 records, at most 30 a page
-    assert meta(result, "rows_loaded", "2026-11-17") == 100
+    assert meta(result, "run_pages_fetched") >= 4  # 100 records, at most 30 a page
+    assert meta(result, "records_fetched", "2026-11-17") == 100
 
 
 def test_record_moved_to_another_day_while_paging_converges(harness: Harness, primed: str) -> None:
@@ -533,14 +532,14 @@ def test_empty_window_after_data(harness: Harness, primed: str) -> None:
     result = harness.run("2026-11-10")
     harness.succeeded(result, "2026-11-10", expected=harness.expected(FIRST, LAST))
     assert table_checksum(harness.db) == primed
-    assert meta(result, "rows_loaded", "2026-11-10") == 0
+    assert meta(result, "records_fetched", "2026-11-10") == 0
     assert meta(result, "dagster/partition_row_count", "2026-11-10") == 0
 
 
 def test_empty_window_as_first_run(harness: Harness) -> None:
     result = harness.run("2026-11-10")
     harness.succeeded(result, "2026-11-10", expected=[])
-    assert meta(result, "rows_loaded", "2026-11-10") == 0
+    assert meta(result, "records_fetched", "2026-11-10") == 0
 
 
 def test_a_redirect_within_the_apis_origin_is_followed(harness: Harness, primed: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
+from analytics_assets_tests.conftest import set_api_env
 from analytics_assets_tests.reliability.conftest import (
     END_DATE,
     RESOURCE_PATH,
@@ -18,7 +19,6 @@ from analytics_assets_tests.reliability.conftest import (
     assert_matches_server,
     cli_env,
     make_dagster_home,
-    set_api_env,
 )
 
 FAULT_SEED = 58
@@ -91,7 +91,7 @@ def test_backfill_of_30_partitions_under_a_5_percent_fault_rate(
     metadata = partition_metadata(home)
     assert sorted(metadata) == sorted(per_day) and len(per_day) == 30
     for day, count in per_day.items():
-        assert metadata[day]["rows_loaded"].value == count, day
+        assert metadata[day]["records_fetched"].value == count, day
         assert metadata[day]["dagster/partition_row_count"].value == count, day
 
 

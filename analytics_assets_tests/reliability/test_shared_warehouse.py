@@ -11,8 +11,8 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from analytics_assets.warehouse.pool import create_pool
-from analytics_assets_tests.conftest import assert_table_matches, day_bounds, query
-from analytics_assets_tests.reliability.conftest import END_DATE, Processes, cli_env, make_dagster_home, set_api_env
+from analytics_assets_tests.conftest import assert_table_matches, day_bounds, query, set_api_env
+from analytics_assets_tests.reliability.conftest import END_DATE, Processes, cli_env, make_dagster_home
 
 
 def launch_pair(processes: Processes, env: dict, days: tuple[str, str]) -> None:

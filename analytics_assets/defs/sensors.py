@@ -1,0 +1,157 @@
+"""What keeps the tables right without anyone clicking, besides the daily schedule.
+
+`analytics_reconcile` finds late data. The schedule syncs each day once, just after it ends; a record
+that reaches the API later with an `updated_at` on an already synced day is never fetched by it.
+Each hour the sensor asks the API for the record total of each of the last ANALYTICS_RECONCILE_DAYS
+days (one request a day, a page one record long), records them as observations of
+`analytics_api/<resource>`, compares them with the table's rows per day, and launches a sync of the
+days where the table holds fewer rows than the API counts: one run per stretch of consecutive days.
+
+A day holding more rows than the API counts is not a difference to sync: a record updated upstream
+moves to the day of its new `updated_at`, and stays in the table under its old day until that later
+day is synced, which moves it (a record deleted upstream stays too: merges do not delete). Totals
+cannot show a late change that keeps every day's count; the schedule's next sync of that day would.
+
+`analytics_automation` makes the models follow the tables (their automation conditions), and
+`analytics_freshness` evaluates the freshness checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Optional, Sequence
+
+from dagster import (
+    AssetObservation,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    MetadataValue,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    TimeWindowPartitionsDefinition,
+    build_sensor_for_freshness_checks,
+    sensor,
+)
+
+from ..api.definition import ApiDefinition, Window
+from ..api.http import ApiClient
+from ..api.records import SyncStats
+from ..api.totals import day_totals, total_path
+from ..errors import WarehouseFileError
+from .assets import endpoint_key
+from .resources import AnalyticsApiResource, WarehouseResource
+
+RECONCILE_SENSOR = "analytics_reconcile"
+RECONCILE_INTERVAL_SECONDS = 3600
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def recent_days(partitions_def: TimeWindowPartitionsDefinition, count: int) -> list[str]:
+    """The `count` most recent daily partitions that exist (whole days that have ended)."""
+    return partitions_def.get_partition_keys()[-count:]
+
+
+def stretches(days: Sequence[str], differing: set) -> list[tuple[str, str]]:
+    """The differing days as (first, last) runs of consecutive days of `days`."""
+    ranges: list[list[str]] = []
+    previous_differs = False
+    for day in days:
+        if day in differing:
+            if previous_differs:
+                ranges[-1][1] = day
+            else:
+                ranges.append([day, day])
+        previous_differs = day in differing
+    return [(first, last) for first, last in ranges]
+
+
+def build_reconcile_sensor(definition: ApiDefinition, partitions_def: TimeWindowPartitionsDefinition,
+                           job_name: str) -> SensorDefinition:
+    @sensor(name=RECONCILE_SENSOR, job_name=job_name, minimum_interval_seconds=RECONCILE_INTERVAL_SECONDS,
+            default_status=DefaultSensorStatus.RUNNING, description=__doc__.split("\n\n")[1].strip())
+    def analytics_reconcile(context: SensorEvaluationContext, analytics_api: AnalyticsApiResource,  # type: ignore[valid-type]
+                            warehouse: WarehouseResource) -> SensorResult:
+        settings = analytics_api.settings()
+        days = recent_days(partitions_def, settings.reconcile_days)
+        if not days:
+            return SensorResult(skip_reason="No daily partition has ended yet.")
+        with ApiClient(definition, settings.model_copy(update={"max_concurrency": 1}),
+                       SyncStats(warning=context.log.warning)) as client:
+            totals = {endpoint.name: day_totals(client, endpoint, days) for endpoint in definition.endpoints}
+        try:
+            rows = table_rows(warehouse, definition, days)
+        except WarehouseFileError as error:
+            return SensorResult(skip_reason=f"The warehouse is busy ({error}); the next tick compares.")
+        return compare(definition, days, totals, rows)
+
+    return analytics_reconcile
+
+
+def table_rows(warehouse: WarehouseResource, definition: ApiDefinition, days: Sequence[str]) -> dict[str, dict]:
+    """Each table's rows per day of `days`; none for a table not created yet."""
+    window = Window.of_days(days[0], days[-1])
+    with warehouse.sql(RECONCILE_SENSOR) as sql:
+        return {
+            endpoint.name: sql.rows_per_day(sql.table(endpoint.name), endpoint.incremental.cursor_path, window)
+            if sql.has_table(sql.table(endpoint.name)) else {}
+            for endpoint in definition.endpoints
+        }
+
+
+def compare(definition: ApiDefinition, days: Sequence[str], totals: dict[str, dict[str, Optional[int]]],
+            rows: dict[str, dict[str, int]]) -> SensorResult:
+    """Observations of the API's totals, and runs for the stretches of days a table is behind on.
+    An endpoint whose pages carry no total on some day has nothing to compare (an empty first page
+    counts as a total of 0, so only the days with records tell)."""
+    counted = [endpoint for endpoint in definition.endpoints if None not in totals[endpoint.name].values()]
+    if not counted:
+        paths = ", ".join(f"`{total_path(endpoint)}` ({endpoint.name})" for endpoint in definition.endpoints)
+        return SensorResult(skip_reason=(
+            f"The API's pages carry no record total at {paths}, so late records cannot be counted: set the "
+            "paginator's `total_path` (offset) or `records_total_path` (the others) in the API config to where "
+            "the API says how many records a window holds. The daily schedule still syncs each day."))
+    observations, differing, ahead = [], set(), set()
+    for endpoint in counted:
+        for day in days:
+            total, held = totals[endpoint.name][day], rows[endpoint.name].get(day, 0)
+            observations.append(AssetObservation(asset_key=endpoint_key(endpoint.name), partition=day, metadata={
+                "api_total": MetadataValue.int(total), "table_rows": MetadataValue.int(held)}))
+            if held < total:
+                differing.add(day)
+            elif held > total:
+                ahead.add(day)
+    requests = []
+    for first, last in stretches(days, differing):
+        state = repr([(name, day, totals[name][day], rows[name].get(day, 0)) for name in totals for day in days
+                      if first <= day <= last]).encode()
+        key = f"{RECONCILE_SENSOR}:{first}..{last}:{hashlib.sha256(state).hexdigest()[:16]}"
+        tags = {"analytics/reconcile": "late records"}
+        if first == last:
+            requests.append(RunRequest(run_key=key, partition_key=first, tags=tags))
+        else:
+            requests.append(RunRequest(run_key=key, tags={**tags, RANGE_START: first, RANGE_END: last}))
+    if requests:
+        return SensorResult(run_requests=requests, asset_events=observations)
+    uncounted = [endpoint.name for endpoint in definition.endpoints if endpoint not in counted]
+    notes = "".join([
+        f"; {len(ahead)} day(s) hold more rows than the API counts now (records updated upstream move to a later "
+        "day when that day is synced; records deleted upstream stay)" if ahead else "",
+        f"; not compared, their pages carry no total: {', '.join(uncounted)}" if uncounted else "",
+    ])
+    return SensorResult(asset_events=observations, skip_reason=(
+        f"Every table holds at least the API's total on each of {days[0]}..{days[-1]}: nothing to sync{notes}."))
+
+
+def build_automation_sensor(models: AssetSelection) -> AutomationConditionSensorDefinition:
+    """Dagster's sensor for automation conditions, on by default (Dagster's own starts stopped)."""
+    return AutomationConditionSensorDefinition("analytics_automation", target=models,
+                                               default_status=DefaultSensorStatus.RUNNING,
+                                               description="Materializes the models when the tables they read change.")
+
+
+def build_freshness_sensor(freshness_checks: list) -> SensorDefinition:
+    return build_sensor_for_freshness_checks(freshness_checks=freshness_checks, name="analytics_freshness",
+                                             default_status=DefaultSensorStatus.RUNNING)
