@@ -90,6 +90,11 @@ class Settings(BaseModel):
     max_concurrency: int = launch_field(
         8, gt=0, le=64, description="page requests in flight in total once the API reports `total` (halved on "
         "each 429, grown back by one); `1` pages strictly in turn")
+    max_requests_per_second: Optional[float] = launch_field(
+        None, gt=0, le=10_000, allow_inf_nan=False,
+        description="a ceiling on requests to the API per second, retries included, whatever limit it announces "
+        "(default: none; limits the API announces in `RateLimit-*`/`X-RateLimit-*` headers and a 429's `Retry-After` "
+        "are honoured anyway)")
     schema_drift: SchemaDrift = launch_field(
         SchemaDrift.evolve, description="`evolve`: undeclared fields become columns and are reported; `freeze`: they fail the run")
 

@@ -33,3 +33,13 @@ def test_summary_rebuild_benchmark_smoke():
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
     assert "full rebuild" in completed.stdout
+
+
+@pytest.mark.slow
+def test_rate_limits_benchmark_smoke():
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "rate_limits.py"), "--records", "3000"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
+    assert "silent" in completed.stdout

@@ -57,6 +57,7 @@ from ..errors import (
 from ..settings import Settings
 from .config import AuthOptions
 from .definition import ApiDefinition, Credentials, Origin, host_of, origin
+from .ratelimit import RateLimiter
 from .records import SyncStats
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)  # the seed's policy
@@ -261,9 +262,12 @@ class Transport(HTTPAdapter):
     a redirect, or a next-page link, anywhere else is refused before anything, a token least of
     all, is sent. A response is read within bounds: at most ANALYTICS_MAX_RESPONSE_BYTES, counted
     as it arrives, and within ANALYTICS_REQUEST_DEADLINE in all, whatever the server's pace.
-    `setting` names what says where its requests go, for messages."""
+    `setting` names what says where its requests go, for messages. Every request waits for the
+    sync's `limiter` (the API's announced rate limit, a Retry-After, ANALYTICS_MAX_REQUESTS_PER_SECOND)
+    before it goes on the wire, and the limiter is told every answer."""
 
     setting = "ANALYTICS_API_BASE_URL"
+    paced = True  # the token endpoint's transport is not: a token is fetched once an hour or so
 
     def __init__(self, settings: Settings, stats: SyncStats, home: Origin, auth: Optional[ClientCredentials] = None,
                  slots: Optional[threading.Semaphore] = None, **kwargs: Any) -> None:
@@ -274,6 +278,9 @@ class Transport(HTTPAdapter):
         self.auth = auth
         self.slots = slots or threading.BoundedSemaphore(settings.max_concurrency)
         self.observe: Optional[Callable[[int], None]] = None  # told every status (the lookahead's AIMD)
+        self.limiter: Optional[RateLimiter] = RateLimiter(
+            settings.max_retry_wait, settings.max_requests_per_second, settings.max_concurrency, stats.warn,
+        ) if self.paced else None
         self._attempts: WeakKeyDictionary[PreparedRequest, Attempt] = WeakKeyDictionary()
 
     def __deepcopy__(self, memo: dict) -> Self:
@@ -327,7 +334,14 @@ class Transport(HTTPAdapter):
                 where(request), f"would go to {target.scheme}://{target.host}:{target.port} (a redirect or a link), not "
                 f"{self.home.scheme}://{self.home.host}:{self.home.port}",
                 f"Requests, and tokens, go only where {self.setting} points: point it at the API's final address.")
+        limiter, ticket = self.limiter, None
+        if limiter is not None:
+            attempt = self._attempts.get(request)
+            ticket = limiter.acquire(priority=attempt.number if attempt else 1)  # retries first
+            if ticket.waited > 0:
+                self.stats.add(rate_limit_wait_seconds=ticket.waited)
         started = time.monotonic()
+        response: Optional[JsonResponse] = None
         with self.slots:
             try:
                 response = super().send(request, **{**kwargs, "stream": True})
@@ -335,6 +349,11 @@ class Transport(HTTPAdapter):
                 return response
             finally:
                 self.stats.add(requests=1)
+                if limiter is not None and ticket is not None:
+                    if response is None:
+                        limiter.release(ticket)  # no answer: nothing to learn, but it is no longer in flight
+                    else:
+                        limiter.release(ticket, response.status_code, response.headers, retry_after(response))
 
     def _read(self, request: PreparedRequest, response: JsonResponse, started: float) -> bytes:
         """The body, read here (a connection cut mid-body fails this attempt) a piece at a time, so
@@ -386,6 +405,7 @@ class TokenTransport(Transport):
     in the answer); retries and their exhaustion as for the API."""
 
     setting = "ANALYTICS_TOKEN_URL"
+    paced = False
 
     def _raise_for_status(self, request: PreparedRequest, response: Response, attempt: Attempt) -> None:
         if response.status_code in RETRY_STATUSES:

@@ -55,6 +55,7 @@ class SyncStats:
     retries: int = 0
     retry_wait_seconds: float = 0.0
     throttle_wait_seconds: float = 0.0
+    rate_limit_wait_seconds: float = 0.0  # requests held back by the rate limiter (pace, budget, pauses)
     token_refreshes: int = 0
     window_rereads: int = 0
     resources: dict[str, ResourceCounts] = field(default_factory=dict)
@@ -137,6 +138,7 @@ class SyncStats:
             f"({self.records_per_second:,.0f} records/s); {self.retries} retries, "
             f"{self.retry_wait_seconds + self.throttle_wait_seconds:.1f} s waited "
             f"({self.throttle_wait_seconds:.1f} s on 429/Retry-After), "
+            f"{self.rate_limit_wait_seconds:.1f} s held back by the rate limit (summed over requests), "
             f"{self.token_refreshes} token refreshes"
         )
 
@@ -148,6 +150,7 @@ class SyncStats:
             "retries": self.retries,
             "seconds_waited_on_retries": round(self.retry_wait_seconds, 3),
             "seconds_waited_on_429_retry_after": round(self.throttle_wait_seconds, 3),
+            "seconds_waited_on_rate_limit": round(self.rate_limit_wait_seconds, 3),
             "token_refreshes": self.token_refreshes,
             "window_rereads": self.window_rereads,
             "records_per_second": round(self.records_per_second, 1),
