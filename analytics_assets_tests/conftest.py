@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +21,7 @@ from analytics_assets.settings import Settings, variable
 from analytics_assets.warehouse.pipeline import make_pipeline, sync
 from analytics_assets.api.definition import Window
 
+ROOT = Path(__file__).resolve().parents[1]
 TABLE = "analytics.resource_name"
 # The seed's policy, with waits shortened so the suite stays fast; attempts and statuses unchanged.
 FAST_RETRY = {"backoff_factor": 0.05, "max_retry_wait": 3.0, "http_timeout": 2.0}
@@ -217,7 +219,6 @@ def postgres_server() -> Iterator[str]:
     ANALYTICS_TEST_REQUIRE_POSTGRES=1 (set by CI), where a skip would hide a broken setup.
     """
     import os
-    import shutil
     import subprocess
     import tempfile
 
@@ -267,3 +268,16 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     with fresh_database(postgres_server) as url:
         yield url
 
+
+def make_dagster_home(path: Path) -> Path:
+    """A DAGSTER_HOME holding a copy of the project's dagster.yaml (writer pool limit 1), with the
+    instance created once, before any process races to create it."""
+    from dagster import DagsterInstance
+
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "dagster.yaml", path / "dagster.yaml")
+    from analytics_assets.warehouse.pool import create_pool
+
+    with DagsterInstance.from_config(str(path)) as instance:  # created once, before runs race
+        create_pool(instance, "duckdb_writer", 1)
+    return path

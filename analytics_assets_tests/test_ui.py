@@ -23,13 +23,13 @@ import pytest
 from analytics_assets.demo_api import DemoApi, DemoApiConfig
 from analytics_assets.api.definition import built_in_definition
 from analytics_assets.api.definition import Window
+from analytics_assets_tests.conftest import make_dagster_home
 from analytics_assets_tests.ui_harness import (
     ARTIFACTS,
     CHROMIUM,
     DagsterDev,
     chromium_context,
     dismiss_community_prompt,
-    make_dagster_home,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -4,7 +4,6 @@ and Debian's Chromium driven by Playwright (no downloaded browser)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -35,19 +34,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def make_dagster_home(home: Path) -> Path:
-    """A DAGSTER_HOME holding the project's dagster.yaml (writer pool limit 1), its storage created."""
-    from dagster import DagsterInstance
-
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    from analytics_assets.warehouse.pool import create_pool
-
-    with DagsterInstance.from_config(str(home)) as instance:  # created once, before runs race
-        create_pool(instance, "duckdb_writer", 1)
-    return home
 
 
 class DagsterDev:

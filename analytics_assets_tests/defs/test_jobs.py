@@ -28,7 +28,6 @@ def test_schedule_materializes_yesterday_shortly_after_midnight_utc():
 def test_the_readme_commands_stop_the_schedule_and_the_sensor(tmp_path):
     """Both start RUNNING (no state stored); the README's commands store them as stopped."""
     import os
-    import shutil
     import subprocess
     import sys
     from pathlib import Path
@@ -36,10 +35,9 @@ def test_the_readme_commands_stop_the_schedule_and_the_sensor(tmp_path):
     from dagster import DagsterInstance
     from dagster._core.scheduler.instigation import InstigatorStatus
 
-    root = Path(__file__).resolve().parents[2]
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(root / "dagster.yaml", home / "dagster.yaml")
+    from analytics_assets_tests.conftest import ROOT as root, make_dagster_home
+
+    home = make_dagster_home(tmp_path / "dagster_home")
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     dagster = str(Path(sys.executable).parent / "dagster")
     for command in (["schedule", "stop", "analytics_daily"], ["sensor", "stop", "analytics_reconcile"]):

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from analytics_assets.demo_api import DemoApi, DemoApiConfig, Faults
+
+from .conftest import cli_server
 
 END = date(2026, 11, 8)
 RESOURCE = "/v1/resource"
@@ -478,25 +477,9 @@ def test_request_stats_count_every_request(api: DemoApi, session: requests.Sessi
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_cli_serves_until_interrupted(stop_signal: signal.Signals) -> None:
-    root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "analytics_assets.demo_api.cli", "--port", "0", "--records", "30"]
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
-    try:
-        lines: list[str] = []
-        while not any("Ctrl-C" in line for line in lines):
-            line = process.stdout.readline()  # type: ignore[union-attr]
-            assert line, "CLI exited before serving"
-            lines.append(line)
-        printed = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+    with cli_server("--records", "30", stop_signal=stop_signal) as printed:
         assert printed["client_id"] == "demo-client" and printed["client_secret"] == "demo-secret"
         token = requests.post(printed["token URL"], data=CREDENTIALS, timeout=TIMEOUT).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         page = requests.get(printed["base URL"] + RESOURCE, headers=headers, timeout=TIMEOUT).json()
         assert page["total"] == 30
-        process.send_signal(stop_signal)
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()  # type: ignore[union-attr]

@@ -12,14 +12,11 @@ import json
 import math
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
@@ -32,6 +29,7 @@ from analytics_assets.demo_api.cli import _parser as cli_parser
 from analytics_assets.demo_api.cli import main as cli_main
 from analytics_assets.demo_api.server import FAULT_KINDS, PAGINATION_STYLES
 
+from .conftest import cli_server
 from .test_server import END, RESOURCE, TIMEOUT, TOKEN, fetch_all, get, get_token, wait_for
 
 GRANT = {"grant_type": "client_credentials"}
@@ -718,28 +716,6 @@ def test_new_fault_kinds_are_known_and_their_options_checked() -> None:
 
 
 # -- CLI ---------------------------------------------------------------------
-
-
-@contextmanager
-def cli_server(*flags: str) -> Iterator[dict[str, str]]:
-    """The CLI in its own process; yields what it printed, keyed like its output lines."""
-    root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "analytics_assets.demo_api.cli", "--port", "0", *flags]
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
-    try:
-        lines: list[str] = []
-        while not any("Ctrl-C" in line for line in lines):
-            line = process.stdout.readline()  # type: ignore[union-attr]
-            assert line, "CLI exited before serving"
-            lines.append(line)
-        yield {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
 
 
 def test_cli_flags_map_onto_config_fields() -> None:

@@ -14,7 +14,6 @@ session ends with a one-line summary: "reliability: N scenarios run, P passed, R
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +28,15 @@ import duckdb
 import pytest
 
 from analytics_assets.demo_api import DemoApi
-from analytics_assets_tests.conftest import TABLE, assert_table_matches, day_bounds, run_job, set_api_env, table_checksum
+from analytics_assets_tests.conftest import (
+    TABLE,
+    assert_table_matches,
+    day_bounds,
+    make_dagster_home,
+    run_job,
+    set_api_env,
+    table_checksum,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -381,20 +388,6 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     started = Processes(tmp_path)
     yield started
     started.close()
-
-
-def make_dagster_home(path: Path) -> Path:
-    """A DAGSTER_HOME holding a copy of the project's dagster.yaml (writer pool limit 1), with the
-    instance created once, before any process races to create it."""
-    from dagster import DagsterInstance
-
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ROOT / "dagster.yaml", path / "dagster.yaml")
-    from analytics_assets.warehouse.pool import create_pool
-
-    with DagsterInstance.from_config(str(path)) as instance:  # created once, before runs race
-        create_pool(instance, "duckdb_writer", 1)
-    return path
 
 
 def cli_env(home: Path, **overrides: str) -> dict:
