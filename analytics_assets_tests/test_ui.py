@@ -247,14 +247,17 @@ def test_asset_page_lists_columns_and_lineage_before_any_run(ui: Ui, page) -> No
     page.screenshot(path=ARTIFACTS / "asset-page.png", full_page=True)
 
 
-# For each automation's name on the Automation page, its on/off switch (the second checkbox of the
-# smallest element around the name holding two; the first selects the row).
+# For each automation's name on the Automation page, its on/off switch: the checkbox drawn as a
+# switch in the smallest element around the name that holds one. Null while the row's status is
+# still loading (a placeholder stands where the switch will be).
 SWITCHES_JS = """names => Object.fromEntries(names.map(name => {
   const label = [...document.querySelectorAll('*')].find(e => e.children.length === 0 && e.textContent.trim() === name);
+  const switchIn = e => e.querySelectorAll('label[class*=formatSwitch] input[type=checkbox]');
   let row = label;
-  while (row && row.querySelectorAll('input[type=checkbox]').length < 2) row = row.parentElement;
-  const boxes = row ? row.querySelectorAll('input[type=checkbox]') : [];
-  return [name, boxes.length === 2 ? boxes[1].checked : null];
+  while (row && switchIn(row).length === 0 && row.querySelectorAll('input[type=checkbox]').length < 2) row = row.parentElement;
+  const switches = row ? switchIn(row) : [];
+  const alone = row && row.querySelectorAll('input[type=checkbox]').length === 2;  // its row's select box and switch
+  return [name, switches.length === 1 && alone ? switches[0].checked : null];
 }))"""
 AUTOMATIONS = ["analytics_daily", "analytics_reconcile", "analytics_freshness", "analytics_automation"]
 

@@ -111,8 +111,8 @@ class RateLimiter:
 
     `acquire` before a request is sent (it blocks until the request may go), `release` once its
     answer is in (or it failed without one). The state is the API's announced limit (its window
-    estimated from the resets it announces), the budget left in the current window (the newest
-    `Remaining` minus the requests let through since), the pace, a pause ordered by a Retry-After,
+    estimated from the resets it announces), the budget left in the current window (the least
+    `Remaining` announced in it, minus the requests unanswered), the pace, a pause ordered by a Retry-After,
     and, after a 429, a cap on requests in flight that grows back by one per round of successes.
     Requests waiting go in order of priority (the attempt number: retries first), then of arrival.
     """
@@ -130,7 +130,7 @@ class RateLimiter:
         self._queue: list[tuple[int, int]] = []  # (-priority, arrival) of the requests waiting
         self._arrivals = itertools.count()
         self._issued = 0
-        self._in_flight = 0
+        self._in_flight: set[int] = set()  # seqs of the requests sent and not yet answered
         self._last_start = -math.inf
         self._paused_until = -math.inf
         self._gate: Optional[int] = None  # requests in flight allowed since a 429, None: no cap
@@ -141,7 +141,10 @@ class RateLimiter:
         self._window: Optional[float] = None  # the window's length, as estimated
         self._trusted = True  # whether the window is read to the whole second (until a 429 says otherwise)
         self._longest = 0.0  # the longest time to a reset announced, from the request's sending
-        self._known_seq = 0  # the newest request whose answer said what remains
+        # The budget of the current window: the least any answer in it said remains, less the requests
+        # sent before the window that were still unanswered then (`_remaining`); requests sent since
+        # it began count while they are unanswered. Answers to requests sent before it are old news.
+        self._window_from = 0  # the first request sent in the current window (by what the client knows)
         self._remaining: Optional[int] = None
         self._reset_at: Optional[float] = None  # monotonic; None: a fresh window of unknown end
         self._opened: Optional[tuple[int, float]] = None  # (seq, answer's arrival) of the request that opened it
@@ -174,7 +177,7 @@ class RateLimiter:
                 raise
             heapq.heappop(self._queue)
             self._issued += 1
-            self._in_flight += 1
+            self._in_flight.add(self._issued)
             self._last_start = now
             ticket = Ticket(self._issued, now, now - started)
             self._condition.notify_all()
@@ -188,9 +191,10 @@ class RateLimiter:
         wrong. Must be called for every ticket, or the requests in flight are miscounted."""
         now = self._clock()
         with self._condition:
-            self._in_flight -= 1
-            if headers is not None:
-                self._heed(ticket, status, headers, now)
+            self._in_flight.discard(ticket.seq)
+            told = headers is not None and self._heed(ticket, status, headers, now)
+            if not told and self._remaining is not None and ticket.seq >= self._window_from:
+                self._remaining -= 1  # it may have reached the API: no answer said otherwise
             if retry_after is not None and status in (429, 503):
                 # The server asked the client, not one request, to wait: every request waits.
                 self._paused_until = max(self._paused_until, now + min(max(retry_after, 0.0), self.max_wait))
@@ -234,14 +238,15 @@ class RateLimiter:
 
     def _ready_at(self, now: float) -> Optional[float]:
         """When the next request may go; None while the requests in flight are all that may be."""
-        if self._gate is not None and self._in_flight >= self._gate:
+        if self._gate is not None and len(self._in_flight) >= self._gate:
             return None
         ready = max(self._last_start + self.interval, self._paused_until)
         if self._limit is not None and self._remaining is not None:
             if self._reset_at is not None and now >= self._reset_at:
-                # The window we knew has reset: a full one, counted from the requests let through now.
-                self._known_seq, self._remaining, self._reset_at, self._opened = self._issued, self._limit, None, None
-            if self._remaining - (self._issued - self._known_seq) <= 0:
+                # The window we knew has reset: a full one, less the requests still unanswered.
+                self._open_window(self._issued + 1, self._limit, None)
+                self._opened = None
+            if self._budget() <= 0:
                 if self._reset_at is None:  # used up before any answer said when it resets
                     self._reset_at = now + self.max_wait
                 ready = max(ready, self._reset_at)
@@ -249,17 +254,18 @@ class RateLimiter:
 
     # --- reading an answer -----------------------------------------------------------------------
 
-    def _heed(self, ticket: Ticket, status: Optional[int], headers: Mapping[str, str], now: float) -> None:
+    def _heed(self, ticket: Ticket, status: Optional[int], headers: Mapping[str, str], now: float) -> bool:
+        """Learns what an answer announces; whether it announced a limit."""
         try:
             announced = read_limit(headers, self._wall_clock())
         except ValueError as error:
             self._warn_once("implausible", f"ignored the API's rate limit headers: {error}.")
-            return
+            return False
         if announced is None:
-            return
+            return False
         if announced.limit != self._limit:  # a new limit (or the first): what was learnt of the old one is moot
             self._limit, self._window, self._trusted, self._longest = announced.limit, None, True, 0.0
-            self._known_seq, self._remaining, self._reset_at, self._opened = 0, None, None, None
+            self._window_from, self._remaining, self._reset_at, self._opened = 0, None, None, None
         reset = announced.reset
         if reset > self.max_wait:
             self._warn_once("reset", f"the API announced that its rate limit resets in {reset:.0f} s "
@@ -279,13 +285,34 @@ class RateLimiter:
             # Throttled at the pace we set: read the window as long as any reset announced, from now on.
             self._trusted = False
             self._window = max(self._window or 0.0, self._longest)
-        if ticket.seq >= self._known_seq:
-            self._known_seq, self._remaining = ticket.seq, announced.remaining
-            self._reset_at = latest
-            if self._trusted and self._opened is not None and self._window and self._opened[0] <= ticket.seq:
-                guess = self._opened[1] + self._window  # the window ends no later than its opening's answer + its length
-                if guess >= earliest:  # else it is an older window's opening
-                    self._reset_at = min(latest, guess)
+        if ticket.seq < self._window_from:
+            return True  # sent before the current window: counted while it was unanswered
+        if self._trusted and self._opened is not None and self._window and self._opened[0] <= ticket.seq:
+            guess = self._opened[1] + self._window  # the window ends no later than its opening's answer + its length
+            if guess >= earliest:  # else it is an older window's opening
+                latest = min(latest, guess)
+        newer = (self._remaining is None or announced.remaining == announced.limit - 1
+                 or (self._reset_at is not None and earliest > self._reset_at))
+        if newer:  # the first answer, or one from a window that began after the one we count in
+            self._open_window(ticket.seq, announced.remaining, latest)
+        else:
+            # Requests reach the API in another order than they were sent: the least remaining
+            # announced is the newest count, and every end announced is an upper bound.
+            straddling = sum(1 for seq in self._in_flight if seq < self._window_from)
+            self._remaining = min(self._remaining, announced.remaining - straddling)
+            self._reset_at = latest if self._reset_at is None else min(self._reset_at, latest)
+        return True
+
+    def _open_window(self, first_seq: int, remaining: int, reset_at: Optional[float]) -> None:
+        """Count in a new window from request `first_seq` on: the requests sent before it and still
+        unanswered may reach the API in it, so they are spent from its budget now."""
+        straddling = sum(1 for seq in self._in_flight if seq < first_seq)
+        self._window_from, self._remaining, self._reset_at = first_seq, remaining - straddling, reset_at
+
+    def _budget(self) -> int:
+        """Requests the current window admits yet, as far as the client can tell."""
+        unanswered = sum(1 for seq in self._in_flight if seq >= self._window_from)
+        return self._remaining - unanswered
 
     def _learn_window(self, announced: Announced, reset: float, from_sending: float) -> None:
         """The window's length from an answer to the request that opened it. A reset is only ever

@@ -1072,7 +1072,9 @@ class DemoApi:
         if self._limiter is None:
             return None, ()
         admitted, remaining, reset = self._limiter.take(now)
-        seconds = max(1, math.ceil(reset))  # whole seconds, rounded up so a client never retries too early
+        # Whole seconds, rounded up so a client never retries too early (past float noise: a fresh
+        # window's now + 1000 - now may be 1000.0000000001).
+        seconds = max(1, math.ceil(round(reset, 6)))
         headers: tuple[tuple[str, str], ...] = ()
         prefix = _RATE_HEADER_PREFIXES.get(self._config.rate_limit_headers or "")
         if prefix is not None:

@@ -133,6 +133,25 @@ def test_requests_in_flight_count_against_the_budget():
     assert limiter.delay() == pytest.approx(1000.2 + 1 - clock.now)
 
 
+def test_answers_out_of_order_leave_the_least_remaining_and_count_what_is_unanswered():
+    """Concurrent requests reach the API in another order than they were sent. Four go on a budget
+    of four; the last one sent is counted first (3 remain), the first one last (0 remain): neither
+    the newest request's answer nor the newest answer is the API's count."""
+    clock = Clock()
+    limiter, _ = limiter_on(clock)
+    first = go(limiter)
+    clock.now += 0.01
+    limiter.release(first, 200, x(60, 4, 3))  # another client spent 55 of this window
+    tickets = [go(limiter) for _ in range(4)]
+    assert limiter.delay() > 0
+    clock.now += 0.01
+    limiter.release(tickets[3], 200, x(60, 3, 3))
+    assert limiter.delay() > 0, "three requests sent before it are unanswered: they may still count"
+    for ticket, remaining in zip(tickets[:3], (0, 2, 1)):
+        limiter.release(ticket, 200, x(60, remaining, 3))
+        assert limiter.delay() == pytest.approx(1000.01 + 3 - clock.now)  # the earliest end announced
+
+
 def test_an_older_windows_opening_does_not_shorten_a_later_window():
     """Another client spent this window's budget before us, so no answer of ours opened it: the
     reset is the one announced, not one second after the opening of a window long gone."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
+from analytics_assets.warehouse.sql import DESTINATIONS
 from analytics_assets_tests.conftest import set_api_env
 from analytics_assets_tests.reliability.conftest import (
     END_DATE,
@@ -22,6 +23,7 @@ from analytics_assets_tests.reliability.conftest import (
 )
 
 FAULT_SEED = 58
+WRITER_POOL = DESTINATIONS["duckdb"].pool
 POOL_STEP_EVENTS = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
 
 
@@ -42,13 +44,18 @@ def runs(home: Path) -> list:
 
 
 def pool_step_intervals(home: Path) -> list[tuple[float, float, str, str]]:
-    """(start, end, run id, step) of every step of every run, from the event logs."""
+    """(start, end, run id, step) of every step of every run that queues on the writer pool (by the
+    run's own execution plan), from the event logs."""
     intervals = []
     with DagsterInstance.from_config(str(home)) as instance:
         for run in instance.get_runs():
+            plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+            in_pool = {step.key for step in plan.steps if step.pool == WRITER_POOL}
             started: dict[str, float] = {}
             for entry in instance.all_logs(run.run_id, of_type=POOL_STEP_EVENTS):
                 step = entry.step_key
+                if step not in in_pool:
+                    continue
                 if entry.dagster_event.event_type == DagsterEventType.STEP_START:
                     started[step] = entry.timestamp
                 else:
