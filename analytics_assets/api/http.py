@@ -623,12 +623,13 @@ class ApiClient:
         )
         pool = max(10, settings.max_concurrency)
         transport = Transport(settings, stats, origin(self.base_url), self.auth, pool_connections=pool, pool_maxsize=pool)
-        self.session: Session = build_session(transport, self.base_url)
+        self.retrying: Session = build_session(transport, self.base_url)  # safe to share between threads
+        self.session: Session = self.retrying  # what dlt's paging loop talks to
         self.lookahead: Optional[Lookahead] = None
         if settings.max_concurrency > 1:
-            self.lookahead = Lookahead(self.session, settings.max_concurrency)
+            self.lookahead = Lookahead(self.retrying, settings.max_concurrency)
             transport.observe = self.lookahead.observe
-            self.session = PagingSession(self.session, self.lookahead)
+            self.session = PagingSession(self.retrying, self.lookahead)
 
     def __enter__(self) -> "ApiClient":
         return self
