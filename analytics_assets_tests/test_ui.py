@@ -257,19 +257,24 @@ SWITCHES_JS = """names => Object.fromEntries(names.map(name => {
   while (row && switchIn(row).length === 0 && row.querySelectorAll('input[type=checkbox]').length < 2) row = row.parentElement;
   const switches = row ? switchIn(row) : [];
   const alone = row && row.querySelectorAll('input[type=checkbox]').length === 2;  // its row's select box and switch
-  return [name, switches.length === 1 && alone ? switches[0].checked : null];
+  return [name, switches.length === 1 && alone && !switches[0].disabled ? switches[0].checked : null];
 }))"""
 AUTOMATIONS = ["analytics_daily", "analytics_reconcile", "analytics_freshness", "analytics_automation"]
 
 
 def test_schedule_and_sensors_are_running_from_the_start(ui: Ui, page) -> None:  # noqa: ANN001
-    from playwright.sync_api import expect
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
 
     page.goto(ui.url + "/automation")
     for name in AUTOMATIONS:
         expect(page.get_by_text(name, exact=True)).to_be_visible()
-    switches = page.wait_for_function(f"() => {{ const s = ({SWITCHES_JS})({AUTOMATIONS!r}); "
-                                      "return Object.values(s).every(v => v !== null) && s; }").json_value()
+    # The page may draw a row's switch before its status has loaded (off, then a placeholder):
+    # wait for all four to show on, and if they never do, report what they show.
+    try:
+        page.wait_for_function(f"() => Object.values(({SWITCHES_JS})({AUTOMATIONS!r})).every(v => v === true)")
+    except PlaywrightTimeout:
+        pass
+    switches = page.evaluate(SWITCHES_JS, AUTOMATIONS)
     assert switches == {name: True for name in AUTOMATIONS}
     page.screenshot(path=ARTIFACTS / "automation.png")
 
