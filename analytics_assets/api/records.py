@@ -472,7 +472,8 @@ class PageStep:
             self.validate._drift(records)
             records = [self._flat(record) for record in records]
             moments = [_utc_moment(record.get(self.cursor)) for record in records]
-            self._check_window(records, moments)
+            self._check_window(moments, [record.get(self.key) for record in records],
+                               [record.get(self.cursor) for record in records])
             self.stats.days_fetched(self.resource, Counter(m.date().isoformat() if m else None for m in moments))
             self.stats.ids_fetched(self.resource, [record.get(self.key) for record in records])
             return records
@@ -499,9 +500,6 @@ class PageStep:
             except (pa.ArrowException, OverflowError):  # an integer out of range
                 self.validate.raise_first_violation(records, column.name)
             chunks.append(array)
-            if column.name == self.cursor:
-                self._check_window(records, array)
-                self._count_days(array)
             if column.name == self.key:
                 self.stats.ids_fetched(self.resource, array)
         for name in extra:
@@ -516,6 +514,11 @@ class PageStep:
             pa.concat_arrays(chunks) if chunks else pa.array([], field.type)
             for chunks, field in zip(self.chunks, self.fields)
         ]
+        # Once a batch, not a page: a page at a time, these cost about 0.2 s per 100,000 records.
+        by_name = dict(zip((column.name for column in self.columns), arrays))
+        if self.cursor in by_name:
+            self._check_window(by_name[self.cursor], by_name.get(self.key))
+            self._count_days(by_name[self.cursor])
         fields = list(self.fields)
         for name, column_values in self.extra.items():
             array = _infer(column_values)
@@ -553,25 +556,28 @@ class PageStep:
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return pa.array(self.validate.coerce(column, values, records, every=True), ARROW_TYPES["timestamp"])
 
-    def _check_window(self, records: list, cursor: Any) -> None:
+    def _check_window(self, moments: Any, ids: Any, values: Optional[Sequence] = None) -> None:
         """Every record's cursor value lies in the window asked for, closed at both ends (an API's
         end may be inclusive): one outside it means the API ignored or misread the window's
-        parameters, and the run fails before anything is written."""
-        if self.window is None or not len(records):
+        parameters, and the run fails before anything is written. `moments` are the cursor values
+        as UTC moments (an Arrow array is checked by its bounds first), `ids` the records' keys,
+        `values` the cursor values as the API sent them, where kept."""
+        if self.window is None or not len(moments):
             return
         start, end = self.window.start, self.window.end
-        if isinstance(cursor, pa.Array):
+        if isinstance(moments, pa.Array):
             import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
 
-            bounds = pc.min_max(cursor)
+            bounds = pc.min_max(moments)
             low, high = bounds["min"].as_py(), bounds["max"].as_py()
             if low is None or (start <= low and high <= end):
                 return
-            cursor = cursor.to_pylist()
-        for record, moment in zip(records, cursor):
+            moments = moments.to_pylist()
+        ids = ids.to_pylist() if isinstance(ids, pa.Array) else ids
+        for index, moment in enumerate(moments):
             if moment is not None and not start <= moment <= end:
-                raise WindowViolation(self.resource, self.sent, str(self.window), record.get(self.key),
-                                      self.cursor, record.get(self.cursor))
+                raise WindowViolation(self.resource, self.sent, str(self.window), ids[index] if ids else None,
+                                      self.cursor, values[index] if values else moment.isoformat())
 
     def _count_days(self, cursor: pa.Array) -> None:
         import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
