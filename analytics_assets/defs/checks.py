@@ -68,8 +68,7 @@ def build_checks(endpoint: Endpoint, destination: Destination) -> list[AssetChec
         load_id, api_total = metadata["dlt_load_id"].value, metadata["run_api_total"].value
         fetched = metadata["run_records_fetched_distinct"].value
         with warehouse.sql(context.run.run_id) as sql:
-            landed = sql.rows(f"SELECT count(DISTINCT {id_column}) FROM {sql.table(name)} WHERE _dlt_load_id = %s",
-                              load_id)[0][0]
+            landed = sql.distinct_in_load(sql.table(name), id_column, load_id)
         return AssetCheckResult(
             passed=landed == fetched >= api_total,
             metadata={

@@ -149,6 +149,14 @@ class WarehouseSql:
             )
         }
 
+    def distinct_in_load(self, table: str, column: str, load_id: str) -> int:
+        """Distinct values of `column` among the rows one dlt load wrote. Grouped, not
+        count(DISTINCT): DuckDB allocates a count(DISTINCT)'s table whole, which under the 32 MB cap
+        fails at about a million ids, where a grouped aggregate spills to disk. The HAVING keeps
+        the optimizer from turning the grouping back into a count(DISTINCT)."""
+        return self.rows(f"SELECT count(*) FROM (SELECT {column} FROM {table} WHERE _dlt_load_id = %s "
+                         f"GROUP BY {column} HAVING count(*) >= 1) AS distinct_values", load_id)[0][0]
+
     @contextlib.contextmanager
     def creating_tables(self) -> Iterator[None]:
         """A transaction that creates tables. On PostgreSQL, `CREATE ... IF NOT EXISTS` is not atomic:
