@@ -472,10 +472,10 @@ class PageStep:
             self.validate._drift(records)
             records = [self._flat(record) for record in records]
             moments = [_utc_moment(record.get(self.cursor)) for record in records]
-            self._check_window(moments, [record.get(self.key) for record in records],
-                               [record.get(self.cursor) for record in records])
+            ids = [record.get(self.key) for record in records]
+            self._check_window(moments, ids, [record.get(self.cursor) for record in records])
             self.stats.days_fetched(self.resource, Counter(m.date().isoformat() if m else None for m in moments))
-            self.stats.ids_fetched(self.resource, [record.get(self.key) for record in records])
+            self.stats.ids_fetched(self.resource, ids)
             return records
         if records:
             self.add(records)
