@@ -247,17 +247,16 @@ def test_asset_page_lists_columns_and_lineage_before_any_run(ui: Ui, page) -> No
     page.screenshot(path=ARTIFACTS / "asset-page.png", full_page=True)
 
 
-# For each automation's name on the Automation page, its on/off switch: the checkbox drawn as a
-# switch in the smallest element around the name that holds one. Null while the row's status is
-# still loading (a placeholder stands where the switch will be).
+# For each automation's name on the Automation page, its on/off switch: the smallest element around
+# the name holding two checkboxes is its row (a select box and the switch) once the row's status has
+# loaded; until then it holds no switch (a placeholder stands there), or it spans two rows: null.
 SWITCHES_JS = """names => Object.fromEntries(names.map(name => {
   const label = [...document.querySelectorAll('*')].find(e => e.children.length === 0 && e.textContent.trim() === name);
-  const switchIn = e => e.querySelectorAll('label[class*=formatSwitch] input[type=checkbox]');
   let row = label;
-  while (row && switchIn(row).length === 0 && row.querySelectorAll('input[type=checkbox]').length < 2) row = row.parentElement;
-  const switches = row ? switchIn(row) : [];
-  const alone = row && row.querySelectorAll('input[type=checkbox]').length === 2;  // its row's select box and switch
-  return [name, switches.length === 1 && alone && !switches[0].disabled ? switches[0].checked : null];
+  while (row && row.querySelectorAll('input[type=checkbox]').length < 2) row = row.parentElement;
+  const switches = row ? row.querySelectorAll('label[class*=formatSwitch] input[type=checkbox]') : [];
+  const loaded = switches.length === 1 && row.querySelectorAll('input[type=checkbox]').length === 2;
+  return [name, loaded && !switches[0].disabled ? switches[0].checked : null];
 }))"""
 AUTOMATIONS = ["analytics_daily", "analytics_reconcile", "analytics_freshness", "analytics_automation"]
 

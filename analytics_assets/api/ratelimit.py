@@ -297,22 +297,27 @@ class RateLimiter:
             self._open_window(ticket.seq, announced.remaining, latest)
         else:
             # Requests reach the API in another order than they were sent: the least remaining
-            # announced is the newest count, and every end announced is an upper bound.
-            straddling = sum(1 for seq in self._in_flight if seq < self._window_from)
-            self._remaining = min(self._remaining, announced.remaining - straddling)
+            # announced is the newest count (less the requests sent before the window and still
+            # unanswered: they may reach the API after this one), and every end announced is an
+            # upper bound.
+            after = announced.remaining - self._unanswered_before(self._window_from)
+            self._remaining = min(self._remaining, after)
             self._reset_at = latest if self._reset_at is None else min(self._reset_at, latest)
         return True
 
     def _open_window(self, first_seq: int, remaining: int, reset_at: Optional[float]) -> None:
         """Count in a new window from request `first_seq` on: the requests sent before it and still
         unanswered may reach the API in it, so they are spent from its budget now."""
-        straddling = sum(1 for seq in self._in_flight if seq < first_seq)
-        self._window_from, self._remaining, self._reset_at = first_seq, remaining - straddling, reset_at
+        self._remaining = remaining - self._unanswered_before(first_seq)
+        self._window_from, self._reset_at = first_seq, reset_at
 
     def _budget(self) -> int:
         """Requests the current window admits yet, as far as the client can tell."""
-        unanswered = sum(1 for seq in self._in_flight if seq >= self._window_from)
-        return self._remaining - unanswered
+        return self._remaining - (len(self._in_flight) - self._unanswered_before(self._window_from))
+
+    def _unanswered_before(self, seq: int) -> int:
+        """Requests sent before request `seq` and not answered yet."""
+        return sum(1 for sent in self._in_flight if sent < seq)
 
     def _learn_window(self, announced: Announced, reset: float, from_sending: float) -> None:
         """The window's length from an answer to the request that opened it. A reset is only ever

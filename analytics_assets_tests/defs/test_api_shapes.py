@@ -30,6 +30,12 @@ def api_config(**changes: Any) -> dict:
     return config
 
 
+def without_columns(config: dict) -> dict:
+    """No declared columns: dlt infers the table's schema from the records."""
+    del config["resources"][0]["columns"]
+    return config
+
+
 @pytest.fixture
 def shaped(make_api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """A demo API of a given shape, and the environment pointing the code location at it with an
@@ -115,6 +121,9 @@ FAILING = {
     # The API filters by names it was not sent: every record of every day comes back.
     "window_ignored": (api_config(), {"ignore_window": True},
                        ["outside the window", "updated_since=2026-11-17T00:00:00Z", "incremental", "start_param"]),
+    # The same with no declared columns (dlt infers the table): the records are checked one by one.
+    "window_ignored_columns_inferred": (without_columns(api_config()), {"ignore_window": True},
+                                       ["outside the window", "updated_since=2026-11-17T00:00:00Z", "start_param"]),
     # Epoch milliseconds are no timestamp dlt can read (as seconds they are 50,000 years away).
     "timestamps_as_epoch_millis": (api_config(), {"timestamp_format": "epoch_millis"},
                                    ["'created_at' cannot be read as a timestamp", "dlt would not coerce it",

@@ -20,6 +20,7 @@ def test_distinct_ids_of_a_million_row_load_are_counted_under_the_memory_cap(tmp
         # 1,200,000 rows: ids 0..999,999 of this load, 200,000 of them twice; 50,000 of another load.
         sql.execute(f"CREATE TABLE {table} AS SELECT range % 1000000 AS id, 'this' AS _dlt_load_id "
                     "FROM range(1200000) UNION ALL SELECT range AS id, 'other' FROM range(50000)")
-        assert sql.rows(CAP)[0][0] == duckdb.connect(config=DUCKDB_CONFIG).execute(CAP).fetchone()[0]
+        with duckdb.connect(config=DUCKDB_CONFIG) as capped:
+            assert sql.rows(CAP)[0][0] == capped.execute(CAP).fetchone()[0]
         assert sql.distinct_in_load(table, "id", "this") == 1_000_000
         assert sql.distinct_in_load(table, "id", "other") == 50_000
