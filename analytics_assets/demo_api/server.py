@@ -4,14 +4,16 @@ It lets the pipeline be demoed, tested and benchmarked without a real vendor:
 it serves deterministic data fast enough never to be the bottleneck, and it
 misbehaves on demand (``Faults``) the way real APIs do. ``DemoApiConfig``'s
 shape switches (token endpoint, window parameters, paging style, record
-rendering, rate limits) make it answer like a particular real API instead;
-their defaults are the shape it always had.
+rendering, rate limits, compression) make it answer like a particular real API
+instead; their defaults are the shape it always had. ``PROFILES`` names sets
+of switches, such as the typical user's API of the walkthrough.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import json
 import math
 import random
@@ -23,48 +25,89 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import chain, repeat
+from itertools import chain, count, repeat
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 from .records import Record, clone, format_timestamp, generate_records, parse_timestamp, paused_gc, timestamp_key
 
 TOKEN_PATH = "/oauth/token"
 RESOURCE_PATH = "/v1/resource"
-FAULT_KINDS = frozenset(
-    {
-        "status",
-        "reset",
-        "close_mid_body",
-        "hang",
-        "slow",
-        "invalid_json",
-        "html",
-        "missing_data",
-        "data_not_list",
-        "total_not_number",
-        "repeat_page",
-        "unauthorized",
-        "redirect",
-        "nested",
-        "many_keys",
-        "endless_body",
-        "drip",
-        "echo_credentials",
-    }
-)
+# Every fault kind ``Faults.queue`` takes, and what it does; options in brackets, defaults after "=".
+# Kinds marked "token:" only make sense on TOKEN_PATH, which is their default path and the only one allowed.
+FAULT_DOCS: dict[str, str] = {
+    "status": "an error status [status=503, retry_after=None -> Retry-After header]",
+    "reset": "the connection is reset (RST) without an answer",
+    "close_mid_body": "half the body, then the connection closes",
+    "hang": "no answer until Faults.release() or the server stops",
+    "slow": "the normal answer after [retry_after=1.0] seconds",
+    "invalid_json": 'a 200 whose body is `{"data": [`',
+    "html": "a 200 maintenance page in text/html",
+    "missing_data": "the page with its records under `items` instead of `data`",
+    "data_not_list": "`data` is an object, not a list",
+    "total_not_number": '`total` is the string "many"',
+    "repeat_page": "the previous successful answer of the path again",
+    "unauthorized": "a 401 although the credentials or the token are good",
+    "redirect": "a redirect to [location] (required) [status=307]",
+    "nested": "the first record gets a field nested [depth=1000] objects deep",
+    "deep_nesting": "the same as nested, under the name the security review uses [depth=1000]",
+    "many_keys": "the page's records get [keys=5000] extra fields between them",
+    "endless_body": "a close-delimited body of records that never ends",
+    "drip": "the normal answer's body one byte every [interval=5.0] seconds",
+    "echo_credentials": "a 401 whose body echoes the request body and its Authorization header",
+    "gzip_bomb": "a 200 `Content-Encoding: gzip` body of about size / 1000 bytes on the wire that inflates to "
+    '[size=1 GiB] bytes of `{"data":[{},{},...` that never closes (whatever Accept-Encoding says)',
+    "drip_headers": "the status line and headers one byte every [interval=0.5] seconds, then the normal body",
+    "endless_continue": "`HTTP/1.1 100 Continue` interim answers, as fast as the client reads, until it leaves",
+    "chunked_trailer": "the page chunked, then a trailer section of [size=512 MiB] bytes (1 KiB `X-Padding: aaa...` "
+    "lines) before the final CRLF",
+    "empty_objects": 'a page `{"data":[{},{},...],"total":N}` whose data is [size=16 MiB] bytes: N empty records',
+    "long_field_names": "the first record of the page gets a field `f<n>_xxx...` whose name is [size=3,000,000] "
+    "characters long, n counting the pages so faulted (a new name each page)",
+    "total_lies": "`total` is [value=10,000,000] (raw JSON if a str) on one-record requests (limit=1, or page_size=1 "
+    "with page_number paging); only those requests count for after and times, so real pages stay unchanged",
+    "echo_authorization": 'a 400 {"error": "invalid_request", "message": "unusable Authorization header: <header>"}',
+    "token_value": "token: access_token is [value] (default: a valid token followed by CR LF), or, with [size], a "
+    "valid token [size] characters long",
+    "expires_in_value": 'token: expires_in is sent as the raw JSON text [value="NaN"], e.g. "1e308", "-5", \'"NaN"\'',
+    "token_error_echo": 'token: a 400 {"error": "invalid_client", "error_description": ...} whose description, after '
+    '[position=180] characters of filler, echoes [echo="body"]: the form body, "authorization" (the raw header) '
+    'or "secret" (the client secret itself)',
+}
+FAULT_KINDS = frozenset(FAULT_DOCS)
+TOKEN_FAULT_KINDS = frozenset({"token_value", "expires_in_value", "token_error_echo"})
+ECHO_CHOICES = ("body", "authorization", "secret")
 MAINTENANCE_HTML = b"<html><body>Service maintenance</body></html>"
 DEFAULT_SLOW_SECONDS = 1.0
 DEFAULT_NEST_DEPTH = 1000
 DEFAULT_EXTRA_KEYS = 5000
 DEFAULT_DRIP_SECONDS = 5.0
+DEFAULT_ECHO_POSITION = 180
+# Per-kind defaults of the options whose meaning depends on the kind.
+DEFAULT_INTERVALS: dict[str, float] = {"drip": DEFAULT_DRIP_SECONDS, "drip_headers": 0.5}
+DEFAULT_SIZES: dict[str, int] = {
+    "gzip_bomb": 2**30,
+    "chunked_trailer": 512 * 2**20,
+    "empty_objects": 16 * 2**20,
+    "long_field_names": 3_000_000,
+}
+DEFAULT_VALUES: dict[str, int | str] = {"total_lies": 10_000_000, "expires_in_value": "NaN"}
 _ENDLESS_CHUNK_BYTES = 64 * 1024
+_BOMB_HEAD = b'{"data":['
+_BOMB_BLOCK = b"{}," * (2**20 // 3)  # a whole number of periods, far longer than deflate's 32 KiB window
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, mtime 0, unknown OS
+_CONTINUES = b"HTTP/1.1 100 Continue\r\n\r\n" * 2048
+_TRAILER_LINE_BYTES = 1024
+_TRAILER_LINE_MIN = len(b"X-Padding: \r\n")
+_ECHO_FILLER = "The client could not be authenticated: check its id, its secret and how they are sent. "
 _STOP_JOIN_SECONDS = 5.0
 _WINDOW_CACHE_SIZE = 16
 _FRAGMENT_CACHE_SIZE = 250_000
@@ -109,6 +152,7 @@ class DemoApiConfig:
     rate_limit_window: float = 1.0  # seconds; quota per window = rate_limit * window, at least 1
     rate_limit_headers: str | None = None  # None (429 + Retry-After only), "x" or "ietf"; resets in whole seconds
     rate_limit_reset: str = "delta"  # "x" headers' reset: "delta" seconds (rounded up, >= 1) or Unix "epoch"
+    compress: bool = False  # gzip every answer with a body for clients whose Accept-Encoding allows it
 
 
 class RequestLog(NamedTuple):
@@ -226,6 +270,18 @@ CONFIG_CHOICES: dict[str, tuple[str | None, ...]] = {
     "rate_limit_headers": (None, *_RATE_HEADER_PREFIXES),
     "rate_limit_reset": ("delta", "epoch"),
 }
+# Named sets of switches (DemoApiConfig field -> value), for `demo-api --profile NAME` and for tests.
+PROFILES: dict[str, dict[str, Any]] = {
+    # The API of the walkthrough: differs from the demo API's own shape the way a typical user's API does.
+    "walkthrough": {
+        "token_auth_method": "client_secret_basic",
+        "required_scope": "analytics.read events.read",
+        "required_token_fields": {"audience": "https://api.example.com"},
+        "window_params": ("start_time", "end_time"),
+        "window_format": "epoch_seconds",
+        "resource_paths": ("/v1/events", "/v1/accounts"),
+    },
+}
 
 
 def _validated(config: DemoApiConfig) -> DemoApiConfig:
@@ -242,6 +298,10 @@ def _validated(config: DemoApiConfig) -> DemoApiConfig:
         raise ValueError("rate_limit_headers needs rate_limit")
     if config.rate_limit_reset == "epoch" and config.rate_limit_headers != "x":
         raise ValueError("rate_limit_reset='epoch' applies to rate_limit_headers='x' only (IETF uses delta seconds)")
+    if not config.resource_paths or not all(path.startswith("/") for path in config.resource_paths):
+        raise ValueError("resource_paths must name at least one path, each starting with /")
+    if TOKEN_PATH in config.resource_paths:
+        raise ValueError(f"{TOKEN_PATH} is the token endpoint; it cannot serve records")
     return config
 
 
@@ -304,11 +364,84 @@ def _many_keys(fragments: list[str], fault: _Fault) -> list[str]:
     ]
 
 
+def _long_field_name(fragments: list[str], name: str) -> list[str]:
+    return [_with_fields(fragments[0], f',"{name}":1'), *fragments[1:]] if fragments else fragments
+
+
 def _endless(fragments: list[str]) -> Iterator[bytes]:
     """``{"data": [`` and then records for ever: a body that never ends and never closes the array."""
     unit = (",".join(fragments or ['{"id":1}']) + ",").encode()
     chunk = unit * max(1, _ENDLESS_CHUNK_BYTES // len(unit))
     return chain([b'{"data": ['], repeat(chunk))
+
+
+@lru_cache(maxsize=4)
+def gzip_bomb(size: int) -> bytes:
+    """A gzip member inflating to ``size`` bytes of ``{"data":[{},{},...`` (cut at ``size``, never closed).
+
+    Deflate caps at about 1030:1, so the inflated bytes cannot be avoided by a
+    smarter encoding, but they need not be produced either: the pattern is
+    periodic and each 1 MiB block is a whole number of periods, so once the
+    window holds the pattern every block compresses to the same byte-aligned
+    (sync-flushed) piece, which is repeated instead of recomputed. Only the CRC
+    runs over the full length (a quarter of a second per GiB); the server never
+    holds more than the compressed body. Cached, since a test queues it often.
+    """
+    head = _BOMB_HEAD[:size]
+    blocks, rest = divmod(size - len(head), len(_BOMB_BLOCK))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts = [_GZIP_HEADER, deflate.compress(head)]
+    crc = zlib.crc32(head)
+    for i in range(min(blocks, 2)):  # the first block fills the window, the second is the repeating piece
+        piece = deflate.compress(_BOMB_BLOCK) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        parts.append(piece if i == 0 else piece * (blocks - 1))
+    for _ in range(blocks):
+        crc = zlib.crc32(_BOMB_BLOCK, crc)
+    tail = _BOMB_BLOCK[:rest]
+    parts += [deflate.compress(tail) + deflate.flush(), struct.pack("<II", zlib.crc32(tail, crc), size & 0xFFFFFFFF)]
+    return b"".join(parts)
+
+
+def _accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding allows gzip (RFC 9110 §12.5.3); no header gets identity, as most servers do."""
+    weights: dict[str, float] = {}
+    for item in (header or "").split(","):
+        coding, _, params = item.partition(";")
+        match = re.search(r"q\s*=\s*([0-9.]+)", params)
+        try:
+            weights[coding.strip().lower()] = float(match.group(1)) if match else 1.0
+        except ValueError:
+            weights[coding.strip().lower()] = 0.0
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False
+
+
+def _chunked_with_trailer(body: bytes, size: int) -> Iterator[bytes]:
+    """``body`` as one chunk, the last chunk, ``size`` bytes of trailer field lines, then the final CRLF.
+
+    The lines come from one reused 64 KiB block, so half a gigabyte of trailer
+    costs no memory; a remainder too short for a line of its own lengthens the
+    one before (a ``size`` below one line is rounded up to one).
+    """
+    yield b"%x\r\n%s\r\n0\r\n" % (len(body), body)
+    lines, rest = divmod(size, _TRAILER_LINE_BYTES)
+    if lines and 0 < rest < _TRAILER_LINE_MIN:
+        lines, rest = lines - 1, rest + _TRAILER_LINE_BYTES
+    line = _field_line(_TRAILER_LINE_BYTES)
+    blocks, odd = divmod(lines, 64)
+    yield from repeat(line * 64, blocks)
+    yield line * odd + (_field_line(max(rest, _TRAILER_LINE_MIN)) if rest else b"") + b"\r\n"
+
+
+def _field_line(length: int) -> bytes:
+    return b"X-Padding: " + b"a" * (length - _TRAILER_LINE_MIN) + b"\r\n"
+
+
+def _raw_json(value: int | float | str) -> str:
+    """A fault's value as JSON text: strings are sent verbatim, so they can be invalid JSON like ``NaN``."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _prepared(record: Mapping[str, Any]) -> Record:
@@ -446,13 +579,18 @@ class _Tokens:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._expiry: dict[str, float] = {}
-        self.issued = 0
+        self.tokens: list[str] = []  # every token issued, in order (tests search for them)
 
-    def issue(self, lifetime: int) -> str:
-        token = secrets.token_urlsafe(32)
+    @property
+    def issued(self) -> int:
+        return len(self.tokens)
+
+    def issue(self, lifetime: int, token: str | None = None) -> str:
+        """A new token, random unless a fault dictates its text (it is valid either way)."""
+        token = secrets.token_urlsafe(32) if token is None else token
         with self._lock:
             self._expiry[token] = time.monotonic() + lifetime
-            self.issued += 1
+            self.tokens.append(token)
         return token
 
     def valid(self, token: str | None) -> bool:
@@ -475,9 +613,13 @@ class _Fault(NamedTuple):
     status: int | None = None
     retry_after: RetryAfter = None
     location: str | None = None  # redirect
-    depth: int = DEFAULT_NEST_DEPTH  # nested
+    depth: int = DEFAULT_NEST_DEPTH  # nested, deep_nesting
     keys: int = DEFAULT_EXTRA_KEYS  # many_keys
-    interval: float = DEFAULT_DRIP_SECONDS  # drip
+    interval: float = DEFAULT_DRIP_SECONDS  # drip, drip_headers
+    size: int | None = None  # gzip_bomb, chunked_trailer, empty_objects, long_field_names, token_value
+    value: int | float | str | None = None  # total_lies, expires_in_value, token_value
+    position: int = DEFAULT_ECHO_POSITION  # token_error_echo
+    echo: str = "body"  # token_error_echo
 
 
 class _Limiter:
@@ -540,7 +682,7 @@ class Faults:
         self,
         kind: str,
         *,
-        path: str = RESOURCE_PATH,
+        path: str | None = None,
         times: int = 1,
         status: int | None = None,
         retry_after: RetryAfter = None,
@@ -548,14 +690,23 @@ class Faults:
         location: str | None = None,
         depth: int = DEFAULT_NEST_DEPTH,
         keys: int = DEFAULT_EXTRA_KEYS,
-        interval: float = DEFAULT_DRIP_SECONDS,
+        interval: float | None = None,
+        size: int | None = None,
+        value: int | float | str | None = None,
+        position: int = DEFAULT_ECHO_POSITION,
+        echo: str = "body",
     ) -> None:
         """Fault the next ``times`` requests to ``path`` once ``after`` of them went by.
 
+        ``path`` defaults to TOKEN_PATH for the token kinds, else RESOURCE_PATH.
         Entries fire in the order queued; a request faulted by one entry still
-        counts towards the ``after`` of the others. The other options belong to
-        one kind each: ``location`` to redirect, ``depth`` to nested, ``keys``
-        to many_keys, ``interval`` (seconds per byte) to drip.
+        counts towards the ``after`` of the others (total_lies counts one-record
+        requests only). The other options belong to some kinds each, as
+        ``FAULT_DOCS`` lists: ``location`` to redirect, ``depth`` to nested,
+        ``keys`` to many_keys, ``interval`` (seconds per byte) to drip and
+        drip_headers, ``size`` (bytes or characters) and ``value`` to the kinds
+        that take them, ``position`` and ``echo`` to token_error_echo. A
+        gzip_bomb is built here, so that serving it costs the client no wait.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
@@ -563,9 +714,20 @@ class Faults:
             raise ValueError("times must be >= 1 and after >= 0")
         if kind == "redirect" and not location:
             raise ValueError("a redirect needs a location")
+        interval = DEFAULT_INTERVALS.get(kind, DEFAULT_DRIP_SECONDS) if interval is None else interval
         if depth < 1 or keys < 1 or interval < 0:
             raise ValueError("depth and keys must be >= 1 and interval >= 0")
-        fault = _Fault(kind, status, retry_after, location, depth, keys, interval)
+        if (size is not None and size < 1) or position < 0 or echo not in ECHO_CHOICES:
+            raise ValueError(f"size must be >= 1, position >= 0 and echo one of {ECHO_CHOICES}")
+        path = path or (TOKEN_PATH if kind in TOKEN_FAULT_KINDS else RESOURCE_PATH)
+        if kind in TOKEN_FAULT_KINDS and path != TOKEN_PATH:
+            raise ValueError(f"{kind} alters token answers: its path must be {TOKEN_PATH}")
+        if kind != "token_value":  # a token_value without a size or a value has its own default
+            size = DEFAULT_SIZES.get(kind) if size is None else size
+        value = DEFAULT_VALUES.get(kind) if value is None else value
+        fault = _Fault(kind, status, retry_after, location, depth, keys, interval, size, value, position, echo)
+        if kind == "gzip_bomb" and size is not None:
+            gzip_bomb(size)
         with self._lock:
             self._queued.append(_Queued(fault, path, times, after))
 
@@ -614,11 +776,12 @@ class Faults:
             self._rates.clear()
             self._page_hooks.clear()
 
-    def _take(self, path: str) -> _Fault | None:
+    def _take(self, path: str, one_record: bool = False) -> _Fault | None:
+        """The fault for a request to ``path``; ``one_record`` says whether it asks for a one-record page."""
         with self._lock:
             chosen = None
             for entry in self._queued:
-                if entry.path != path:
+                if entry.path != path or (entry.fault.kind == "total_lies" and not one_record):
                     continue
                 if entry.skip:
                     entry.skip -= 1
@@ -711,7 +874,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         # The limiter stands in front, like a gateway: what it refuses never reaches faults or latency.
         limited, limit_headers = api._admit(path)
-        fault = None if limited else api.faults._take(path)
+        fault = None if limited else api.faults._take(path, api._one_record(query))
         if not limited and path in api.config.resource_paths and api.config.latency_ms > 0:
             api.faults._sleep(api.config.latency_ms / 1000)
         kind = fault.kind if fault else None
@@ -722,6 +885,11 @@ class _Handler(BaseHTTPRequestHandler):
             else:  # a zero linger makes close() send RST instead of FIN
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
+            self.close_connection = True
+            return
+        if kind == "endless_continue":  # interim answers only: there is no final one to log
+            api._log(method, path, query, 100)
+            self._trickle(repeat(_CONTINUES))
             self.close_connection = True
             return
         if kind == "slow":
@@ -737,6 +905,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = _json_response(500, {"error": "internal"})
         if limit_headers:
             response = response._replace(headers=response.headers + limit_headers)
+        response = api._encoded(response, self.headers.get("Accept-Encoding"))
         api._log(method, path, query, response.status)
         self._send(response, fault)
 
@@ -751,8 +920,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         for name, value in response.headers:
             self.send_header(name, value)
-        self.end_headers()
         kind = fault.kind if fault else None
+        if fault is not None and kind == "drip_headers":
+            # What end_headers() would flush at once goes out a byte at a time.
+            buffered: list[bytes] = getattr(self, "_headers_buffer")  # where send_header() collects the head
+            head = b"".join([*buffered, b"\r\n"])
+            buffered.clear()
+            if not self._trickle((head[i : i + 1] for i in range(len(head))), fault.interval):
+                return
+        else:
+            self.end_headers()
         if not isinstance(body, bytes):
             self._trickle(body)
         elif fault is not None and kind == "drip":
@@ -763,8 +940,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.wfile.write(body)
 
-    def _trickle(self, pieces: Iterable[bytes], pause: float = 0.0) -> None:
-        """Write pieces ``pause`` seconds apart until done, the client hangs up or the server stops.
+    def _trickle(self, pieces: Iterable[bytes], pause: float = 0.0) -> bool:
+        """Write pieces ``pause`` seconds apart until done (True), the client hangs up or the server stops.
 
         Writes block while the client does not read, so an endless body costs no
         CPU; stop() shuts the socket down, which fails a blocked write at once.
@@ -775,10 +952,11 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 self.wfile.write(piece)
             else:
-                return
+                return True
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client hung up: routine for these faults
         self.close_connection = True
+        return False
 
 
 def _last_values(encoded: str) -> dict[str, str]:
@@ -893,6 +1071,7 @@ class DemoApi:
         self._in_flight_now = 0
         self.max_in_flight = 0  # most requests served at once: shows whether a client pages concurrently
         self._last_success: dict[str, _Response] = {}
+        self._long_names = count(1)  # long_field_names: a new name on each page it distorts
         self._server: _Server | None = None
         self._origin = ""  # set once bound; next-page links are built from it even while stopping
         self._thread: threading.Thread | None = None
@@ -967,7 +1146,8 @@ class DemoApi:
 
     @property
     def resource_url(self) -> str:
-        return self.base_url + RESOURCE_PATH
+        """The first resource path's URL: /v1/resource unless ``resource_paths`` says otherwise."""
+        return self.base_url + self._config.resource_paths[0]
 
     # -- data --------------------------------------------------------------
 
@@ -1009,6 +1189,11 @@ class DemoApi:
     @property
     def tokens_issued(self) -> int:
         return self._tokens.issued
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token issued so far, in order."""
+        return list(self._tokens.tokens)
 
     def set_token_lifetime(self, seconds: int) -> None:
         """Change the lifetime of tokens issued from now on (issued ones keep theirs)."""
@@ -1058,6 +1243,22 @@ class DemoApi:
         with self._stats_lock:
             self._requests.append(RequestLog(method, path, query, status))
 
+    def _one_record(self, query: Mapping[str, str]) -> bool:
+        """Whether a request asks for a one-record page: how the project asks a day's total (total_lies)."""
+        return query.get("page_size" if self._config.pagination == "page_number" else "limit") == "1"
+
+    def _encoded(self, response: _Response, accept_encoding: str | None) -> _Response:
+        """The answer gzipped when ``compress`` is on and the client accepts gzip, as a compressing gateway would."""
+        body = response.body
+        if not self._config.compress or not isinstance(body, bytes) or not body:
+            return response
+        if any(name.lower() == "content-encoding" for name, _ in response.headers):
+            return response  # a gzip_bomb is encoded already
+        headers = (*response.headers, ("Vary", "Accept-Encoding"))
+        if not _accepts_gzip(accept_encoding):
+            return response._replace(headers=headers)
+        return response._replace(body=gzip.compress(body, 6, mtime=0), headers=(*headers, ("Content-Encoding", "gzip")))
+
     def _admit(self, path: str) -> tuple[_Response | None, tuple[tuple[str, str], ...]]:
         """Note a resource request's arrival and pass it through the limiter.
 
@@ -1101,7 +1302,8 @@ class DemoApi:
             self._last_success[path] = _Response(200, response.body, headers=_link_headers(response))
         return response
 
-    def _token(self, headers: Mapping[str, str], body: bytes) -> _Response:
+    def _token(self, headers: Mapping[str, str], body: bytes, fault: _Fault | None = None) -> _Response:
+        """The token answer; a token_value or expires_in_value fault alters a successful one only."""
         config = self._config
         form = _last_values(body.decode("utf-8", "replace"))
         if form.get("grant_type") != "client_credentials":
@@ -1122,12 +1324,27 @@ class DemoApi:
         if not set(required) <= set(form.get("scope", "").split()):
             return _oauth_error(400, "invalid_scope", f"scope must include {' '.join(required)}")
         lifetime = int(config.token_lifetime)
-        token = self._tokens.issue(lifetime)
+        kind = fault.kind if fault else None
+        given = None
+        if fault is not None and kind == "token_value":
+            fresh = secrets.token_urlsafe(32)
+            if fault.value is not None:
+                given = str(fault.value)
+            elif fault.size is not None:
+                given = (fresh + "A" * fault.size)[: fault.size]
+            else:
+                given = fresh + "\r\n"
+        token = self._tokens.issue(lifetime, given)
         payload: dict[str, Any] = {"access_token": token, "token_type": config.token_type}
         expires_in = _EXPIRES_IN[config.expires_in_format]
         if expires_in is not None:
             payload["expires_in"] = expires_in(lifetime)
-        return _json_response(200, payload, headers=(("Cache-Control", "no-store"),))
+        no_store = (("Cache-Control", "no-store"),)
+        if fault is not None and kind == "expires_in_value" and fault.value is not None:
+            payload.pop("expires_in", None)  # glued in as text: json.dumps would refuse or quote it
+            text = json.dumps(payload)[:-1] + ', "expires_in": ' + _raw_json(fault.value) + "}"
+            return _Response(200, text.encode(), headers=no_store)
+        return _json_response(200, payload, headers=no_store)
 
     def _credentials(self, form: Mapping[str, str], basic: tuple[str, str] | None) -> list[tuple[str, str]]:
         """The (id, secret) readings of a token request that the configured auth method accepts."""
@@ -1228,8 +1445,23 @@ class DemoApi:
     ) -> _Response | None:
         """The response a fault dictates, or None when the normal one should go out."""
         kind = fault.kind
-        if kind in ("slow", "close_mid_body", "drip"):
+        if kind in ("slow", "close_mid_body", "drip", "drip_headers"):
             return None  # they alter timing or transport, not the response
+        if kind in ("token_value", "expires_in_value"):
+            return self._token(headers, body, fault)
+        if kind == "token_error_echo":  # a secret hidden past where a client might cut a message short
+            leaked = {
+                "body": body.decode("utf-8", "replace"),
+                "authorization": headers.get("Authorization") or "",
+                "secret": self._config.client_secret,
+            }[fault.echo]
+            filler = (_ECHO_FILLER * (fault.position // len(_ECHO_FILLER) + 1))[: fault.position]
+            return _oauth_error(400, "invalid_client", filler + leaked)
+        if kind == "echo_authorization":
+            message = "unusable Authorization header: " + (headers.get("Authorization") or "")
+            return _json_response(400, {"error": "invalid_request", "message": message})
+        if kind == "gzip_bomb":
+            return _Response(200, gzip_bomb(fault.size or DEFAULT_SIZES[kind]), headers=(("Content-Encoding", "gzip"),))
         if kind == "status":
             return _json_response(fault.status or 503, {"error": "injected"}, _retry_after_header(fault.retry_after))
         if kind == "redirect":
@@ -1260,5 +1492,21 @@ class DemoApi:
             return self._page(query, request, page, data='{"id":1}', total_json=str(page.total))
         if kind == "total_not_number":
             return self._page(query, request, page, total_json='"many"')
-        distort = _nested if kind == "nested" else _many_keys
+        if kind == "total_lies":
+            lie = DEFAULT_VALUES[kind] if fault.value is None else fault.value
+            return self._page(query, request, page, total_json=_raw_json(lie))
+        size = fault.size or DEFAULT_SIZES.get(kind, 1)
+        if kind == "empty_objects":
+            n = max(1, (size - 1) // 3)  # "[" + n * "{}," with the last comma for the "]"
+            return self._page(query, request, page, data="[" + "{}," * (n - 1) + "{}]", total_json=str(n))
+        if kind == "chunked_trailer":
+            normal = self._page(query, request, page)
+            trailer = (("Transfer-Encoding", "chunked"), ("Trailer", "X-Padding"))
+            chunked = _chunked_with_trailer(cast(bytes, normal.body), size)  # _page() answers bytes
+            return normal._replace(body=chunked, headers=normal.headers + trailer)
+        if kind == "long_field_names":
+            prefix = f"f{next(self._long_names)}_"
+            name = prefix + "x" * max(0, size - len(prefix))
+            return self._page(query, request, page._replace(fragments=_long_field_name(page.fragments, name)))
+        distort = _nested if kind in ("nested", "deep_nesting") else _many_keys
         return self._page(query, request, page._replace(fragments=distort(page.fragments, fault)))

@@ -558,6 +558,9 @@ def test_rate_limit_headers(session: requests.Session, headers: str, reset: str,
         {"rate_limit": 0},
         {"rate_limit_headers": "x"},
         {"rate_limit": 1, "rate_limit_headers": "ietf", "rate_limit_reset": "epoch"},
+        {"resource_paths": ()},
+        {"resource_paths": ("v1/events",)},
+        {"resource_paths": ("/v1/events", "/oauth/token")},
     ],
 )
 def test_contradictory_or_unknown_shapes_are_refused(config: dict[str, Any]) -> None:
