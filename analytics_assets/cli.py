@@ -19,14 +19,15 @@ from typing import Optional
 
 from dagster import DagsterInstance
 
-from .api.definition import Window
+from .window import Window
 from .definitions import build_defs
 from .defs.jobs import JOB_NAME
 from .defs.resources import WarehouseResource
 from .demo_api import DemoApi, DemoApiConfig
 from .settings import Settings, variable
 from .warehouse.pool import create_pool
-from .warehouse.sql import DESTINATIONS, location, private_folder
+from .warehouse.destinations import DESTINATIONS, private_folder
+from .warehouse.sql import location
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECORDS = 5000

@@ -30,7 +30,7 @@ from .defs.models import SUMMARY_KEY, build_summary
 from .defs.sensors import build_automation_sensor, build_freshness_sensor, build_reconcile_sensor
 from .defs.resources import AnalyticsApiResource, WarehouseResource
 from .settings import Settings
-from .warehouse.sql import DESTINATIONS
+from .warehouse.destinations import DESTINATIONS
 
 DEFINITION_SETTINGS = ("api_config", "destination", "partitions_start")  # what loading the code location reads
 
@@ -58,7 +58,7 @@ def _build_defs(settings: Settings) -> Definitions:
             build_table_assets(definition, partitions_def, destination),
             *summary[:1],
         ]),
-        asset_checks=[*(check for endpoint in definition.endpoints for check in build_checks(endpoint, destination)),
+        asset_checks=[*(check for resource in definition.resources for check in build_checks(resource, destination)),
                       *summary[1:], *freshness],
         jobs=[job],
         schedules=[build_daily_schedule(job)],

@@ -5,7 +5,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-from .settings import SettingsError
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable or key."""
 
 
 class AnalyticsSyncError(RuntimeError):

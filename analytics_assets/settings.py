@@ -15,11 +15,16 @@ import os
 from datetime import date
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .errors import SettingsError
+
 ENV_PREFIX = "ANALYTICS_"
+# The warehouses a deployment may name; `warehouse/destinations.py` holds what differs between them.
+DestinationName = Literal["duckdb", "postgres", "motherduck", "snowflake", "bigquery"]
+DESTINATION_NAMES: tuple[str, ...] = get_args(DestinationName)
 
 
 class SchemaDrift(str, Enum):
@@ -27,10 +32,6 @@ class SchemaDrift(str, Enum):
 
     evolve = "evolve"
     freeze = "freeze"
-
-
-class SettingsError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
 
 
 def launch_field(default: Any, **constraints: Any) -> Any:
@@ -59,7 +60,7 @@ class Settings(BaseModel):
         None, description="OAuth2 client secret (default: dlt secret `client_secret`)")
     allowed_token_hosts: tuple[str, ...] = Field(
         (), description="comma-separated hosts allowed for the token URL besides the API host")
-    destination: str = Field(
+    destination: DestinationName = Field(
         "duckdb", description="where the tables live: `duckdb`, `postgres`, `motherduck`, `snowflake` or "
         "`bigquery` (read when the definitions load: it names the tables' kind and picks the writer pool)")
     duckdb_path: Path = Field(
@@ -97,15 +98,6 @@ class Settings(BaseModel):
         "are honoured anyway)")
     schema_drift: SchemaDrift = launch_field(
         SchemaDrift.evolve, description="`evolve`: undeclared fields become columns and are reported; `freeze`: they fail the run")
-
-    @field_validator("destination")
-    @classmethod
-    def _known_destination(cls, value: str) -> str:
-        from .warehouse.sql import DESTINATIONS  # the table of what differs between warehouses
-
-        if value not in DESTINATIONS:
-            raise ValueError(f"must be one of {', '.join(DESTINATIONS)}")
-        return value
 
     @field_validator("allowed_token_hosts", mode="before")
     @classmethod

@@ -15,11 +15,11 @@ import duckdb
 import pytest
 
 from analytics_assets.api.definition import ApiDefinition, built_in_definition
-from analytics_assets.api.records import SyncStats
+from analytics_assets.api.stats import SyncStats
 from analytics_assets.demo_api import DemoApi, DemoApiConfig
 from analytics_assets.settings import Settings, variable
 from analytics_assets.warehouse.pipeline import make_pipeline, sync
-from analytics_assets.api.definition import Window
+from analytics_assets.window import Window
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "analytics.resource_name"

@@ -75,7 +75,7 @@ def test_table_asset_describes_itself_before_any_run():
     assert spec.metadata["dagster/table_name"] == "analytics.resource_name"
     columns = spec.metadata["dagster/column_schema"].columns
     assert [(c.name, c.type, c.constraints.nullable) for c in columns] == [
-        (c.name, c.data_type, c.nullable) for c in built_in_definition().endpoint("resource_name").declared
+        (c.name, c.data_type, c.nullable) for c in built_in_definition().resource("resource_name").declared
     ]
     assert all(c.description for c in columns)
 
@@ -92,7 +92,7 @@ def test_kinds_and_storage_name_the_configured_destination(destination):
 
 
 def test_unknown_destination_is_refused_naming_the_variable(monkeypatch):
-    from analytics_assets.settings import SettingsError
+    from analytics_assets.errors import SettingsError
 
     monkeypatch.setenv("ANALYTICS_DESTINATION", "oracle")
     with pytest.raises(SettingsError, match="ANALYTICS_DESTINATION must be one of duckdb, postgres"):

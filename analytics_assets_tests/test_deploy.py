@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from analytics_assets.warehouse.sql import DESTINATIONS
+from analytics_assets.warehouse.destinations import DESTINATIONS
 from analytics_assets_tests.conftest import assert_table_matches, day_bounds, fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]

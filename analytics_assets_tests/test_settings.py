@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from analytics_assets.defs.resources import AnalyticsApiResource
-from analytics_assets.settings import Settings, SettingsError, settings_table, variable
+from analytics_assets.errors import SettingsError
+from analytics_assets.settings import Settings, settings_table, variable
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -22,7 +22,7 @@ import pytest
 
 from analytics_assets.demo_api import DemoApi, DemoApiConfig
 from analytics_assets.api.definition import built_in_definition
-from analytics_assets.api.definition import Window
+from analytics_assets.window import Window
 from analytics_assets_tests.conftest import make_dagster_home
 from analytics_assets_tests.ui_harness import (
     ARTIFACTS,
@@ -233,7 +233,7 @@ def test_asset_page_lists_columns_and_lineage_before_any_run(ui: Ui, page) -> No
 
     page.goto(ui.url + ASSET)
     expect(page.get_by_text("Never materialized")).to_be_visible()
-    columns = built_in_definition().endpoint("resource_name").declared
+    columns = built_in_definition().resource("resource_name").declared
     assert {"metric_value", "event_count", "updated_at"} <= {c.name for c in columns}
     for column in columns:
         row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=column.name, exact=True))

@@ -76,7 +76,7 @@ def scenarios(rate: float, window: float) -> list[Scenario]:
 def _child(workdir: Path) -> None:
     """One sync of every record, with the settings of the environment; prints what it did."""
     from analytics_assets.api.definition import load_definition
-    from analytics_assets.api.records import SyncStats
+    from analytics_assets.api.stats import SyncStats
     from analytics_assets.settings import Settings
     from analytics_assets.warehouse.pipeline import make_pipeline, sync
 

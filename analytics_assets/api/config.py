@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Mapping, NamedTuple, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..settings import SettingsError
+from ..errors import SettingsError
 
 CREDENTIAL_KEYS = ("client_id", "client_secret")
 MAX_PAGES = 100_000  # pages of one read of a window, by default, before it is taken for a loop
@@ -143,7 +143,7 @@ Paging = Annotated[Union[OffsetPaging, CursorPaging, JsonLinkPaging, HeaderLinkP
 Scalar = Union[str, int, float, bool]
 
 
-class EndpointOptions(_Model):
+class Endpoint(_Model):
     path: Optional[str] = Field(None, description="the endpoint's path under the base URL (default: the resource's name)")
     method: Literal["GET"] = Field("GET", description="GET only")
     params: dict[str, Scalar] = Field(default_factory=dict, description="fixed query parameters, e.g. a page size")
@@ -153,10 +153,10 @@ class EndpointOptions(_Model):
     incremental: Incremental = Field(default_factory=Incremental, description="how the endpoint filters by the window")
 
 
-class ResourceOptions(_Model):
+class Resource(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the table `analytics.<name>` and the asset "
                       "`analytics/<name>`: lowercase letters, digits, underscores")
-    endpoint: EndpointOptions = Field(default_factory=EndpointOptions, description="the endpoint (a path alone is its path)")
+    endpoint: Endpoint = Field(default_factory=Endpoint, description="the endpoint (a path alone is its path)")
     primary_key: str = Field("id", description="the merge key")
     write_disposition: Literal["merge"] = Field("merge", description="merged on the primary key; nothing else")
     columns: dict[str, ColumnHint] = Field(default_factory=dict, description="the declared schema, as dlt column "
@@ -200,7 +200,7 @@ class ApiConfig(_Model):
     resource, as dlt merges them."""
 
     client: ClientOptions = Field(default_factory=ClientOptions)
-    resources: list[ResourceOptions] = Field(min_length=1)
+    resources: list[Resource] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ApiConfig":
@@ -244,7 +244,7 @@ def key_paths(model: Any = None, prefix: str = "") -> list[str]:
         path = f"{prefix}{name}"
         members = [m for m in _flatten([field.annotation]) if isinstance(m, type) and issubclass(m, BaseModel)]
         if name == "resources":
-            members, path = [ResourceOptions], "resources[]"
+            members, path = [Resource], "resources[]"
         elif name == "columns":
             members, path = [ColumnHint], f"{prefix}columns.<name>"
         if not members:
@@ -275,7 +275,7 @@ def _field_at(path: str) -> Any:
         annotation = model.model_fields[name].annotation
         model = _model_in(annotation, tag.rstrip(")")) if tag else next(
             m for m in _flatten([annotation]) if isinstance(m, type) and issubclass(m, BaseModel)) \
-            if name not in ("resources", "columns") else {"resources": ResourceOptions, "columns": ColumnHint}[name]
+            if name not in ("resources", "columns") else {"resources": Resource, "columns": ColumnHint}[name]
     return model.model_fields[parts[-1]]
 
 

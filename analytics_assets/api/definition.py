@@ -1,32 +1,22 @@
 """The API definition: a dlt `rest_api` config dict, built in or read from ANALYTICS_API_CONFIG,
-checked once (`config.py`) into what this project needs, and the window a run asks it for.
+checked once (`config.py`), and the URLs and credentials a run uses with it.
 
 The built-in definition is the seed's config dict, with the seed's neutral schema declared as dlt
 column hints and the window declared as the endpoint's `incremental`. Names, asset specs, column
 metadata and checks are derived from the dict itself: nothing is built to learn them.
-
-Where requests, and above all credentials, may go is decided here too, with the URL parser that
-connects: requests hands URLs to urllib3, so they are checked with urllib3's own `parse_url`. A
-second parser (`urllib.parse`) can read the same text as another host (`http://evil\\@127.0.0.1/`
-is `127.0.0.1` to one and `evil` to the other); anything either could read two ways is refused
-outright: backslashes, whitespace and control characters, and credentials in the URL.
 """
 
 from __future__ import annotations
 
 import copy
-import ipaddress
-import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping, Optional
 
-from urllib3.exceptions import LocationParseError
-from urllib3.util import parse_url
-
-from ..settings import Settings, SettingsError
+from ..errors import SettingsError
+from ..settings import Settings
 from . import config
-from .config import ApiConfig, ResourceOptions
+from .config import ApiConfig, Resource
+from .urls import check_url, host_of
 
 BUILT_IN = "the built-in API definition"
 DEFAULT_TOKEN_PATH = "/oauth/token"
@@ -63,120 +53,6 @@ BUILT_IN_CONFIG: dict[str, Any] = {
     ],
 }
 
-@dataclass(frozen=True)
-class Window:
-    """Half-open `[start, end)`, both aware and in UTC."""
-
-    start: datetime
-    end: datetime
-
-    @classmethod
-    def of_days(cls, first: date | str, last: date | str | None = None) -> "Window":
-        """The days `first`..`last` (inclusive), as daily partitions name them."""
-        first_day = date.fromisoformat(first) if isinstance(first, str) else first
-        last_day = (date.fromisoformat(last) if isinstance(last, str) else last) if last else first_day
-        start = datetime.combine(first_day, datetime.min.time(), timezone.utc)
-        return cls(start, datetime.combine(last_day, datetime.min.time(), timezone.utc) + timedelta(days=1))
-
-    @property
-    def days(self) -> list[str]:
-        """The partition keys of the whole days in the window."""
-        day, keys = self.start.date(), []
-        while datetime.combine(day, datetime.min.time(), timezone.utc) < self.end:
-            keys.append(day.isoformat())
-            day += timedelta(days=1)
-        return keys
-
-    def __str__(self) -> str:
-        return f"[{self.start:%Y-%m-%d %H:%M}, {self.end:%Y-%m-%d %H:%M}) UTC"
-
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Scheme, host and port: what a redirect must keep and what the token-host rule compares."""
-
-    scheme: str
-    host: str
-    port: int
-
-
-def check_url(url: object, setting: str, query: bool = False) -> str:
-    """`url` as urllib3 normalises it, or SettingsError naming `setting`. A URL holding credentials
-    is refused without being quoted. A `query` is allowed where nothing is appended to the URL (a
-    token URL: some identity providers name a policy there)."""
-    example = "an http(s) URL such as https://api.example.com"
-    if not isinstance(url, str) or not url:
-        raise SettingsError(f"{setting} must be {example}; got {url!r}.")
-    if any(char == "\\" or char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
-        raise SettingsError(f"{setting} must be {example}, without backslashes, spaces or control characters; "
-                            f"got {_quoted(url)}.")
-    try:
-        parsed = parse_url(url)
-    except LocationParseError:
-        raise SettingsError(f"{setting} must be {example}; got {_quoted(url)}.") from None
-    if parsed.scheme not in DEFAULT_PORTS or not parsed.host:
-        raise SettingsError(f"{setting} must be {example}; got {_quoted(url)}.")
-    if parsed.scheme == "http" and not is_loopback(parsed.host):
-        raise SettingsError(
-            f"{setting}={_quoted(url)} uses plain http to a non-loopback host: client credentials and tokens "
-            "would travel in clear text. Use https (plain http is allowed only for 127.0.0.1/localhost, "
-            "e.g. the bundled demo API)."
-        )
-    if parsed.auth is not None or "@" in _authority(url)[1]:
-        raise SettingsError(
-            f"{setting} holds credentials (user:password@) in the URL; they would be logged and stored. "
-            "Remove them: the client id and secret go in ANALYTICS_CLIENT_ID / ANALYTICS_CLIENT_SECRET."
-        )
-    if parsed.fragment is not None or (parsed.query is not None and not query):
-        parts = "a fragment (#)" if query else "a query (?) or fragment (#)"
-        raise SettingsError(f"{setting} must be {example}, without {parts}; got {_quoted(url)}.")
-    return parsed.url
-
-
-def origin(url: str) -> Origin:
-    parsed = parse_url(url)
-    scheme = (parsed.scheme or "").lower()
-    return Origin(scheme, _host(parsed.host or ""), parsed.port or DEFAULT_PORTS.get(scheme, 0))
-
-
-def host_of(url: str) -> str:
-    return origin(url).host
-
-
-def is_loopback(host: str) -> bool:
-    host = _host(host)
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _host(host: str) -> str:
-    """Hosts compare case-insensitively and without the DNS root's trailing dot."""
-    return host.lower().rstrip(".")
-
-
-def _authority(url: str) -> tuple[str, str, str]:
-    """(`scheme://`, the authority, the rest): the authority ends at the first `/`, `?` or `#`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "", "", url
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    return scheme + sep, authority, rest[len(authority):]
-
-
-def _quoted(url: str) -> str:
-    """The URL for a message, with anything before an `@` in its authority masked."""
-    prefix, authority, rest = _authority(url)
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return repr(prefix + authority + rest)
-
 
 @dataclass(frozen=True)
 class Credentials:
@@ -184,26 +60,23 @@ class Credentials:
     client_secret: Optional[str]
 
 
-Endpoint = ResourceOptions  # one configured resource: a table, an asset, an external API asset and checks
-
-
 @dataclass(frozen=True)
 class ApiDefinition:
-    """The checked config (without credentials), and where it came from, for messages."""
+    """The checked config (without credentials), and what it was read from, for messages."""
 
     config: ApiConfig
-    origin: str
+    read_from: str
 
     @property
-    def endpoints(self) -> list[Endpoint]:
+    def resources(self) -> list[Resource]:
         return self.config.resources
 
     @property
     def names(self) -> list[str]:
-        return [endpoint.name for endpoint in self.endpoints]
+        return [resource.name for resource in self.resources]
 
-    def endpoint(self, name: str) -> Endpoint:
-        return next(endpoint for endpoint in self.endpoints if endpoint.name == name)
+    def resource(self, name: str) -> Resource:
+        return next(resource for resource in self.resources if resource.name == name)
 
     def urls(self, settings: Settings) -> tuple[str, str]:
         """The base URL and token URL a run uses: a variable that is set wins over the config.
@@ -229,40 +102,23 @@ class ApiDefinition:
             )
         return base_url, token_url
 
-    def rest_api_config(self, base_url: str) -> dict[str, Any]:
-        """The definition in dlt's own form, for `rest_api_source`: what dlt reads as it is. The
-        auth, session, paginators, page checks and column hints are added by the source."""
-        return {
-            "client": {"base_url": base_url, "headers": dict(self.config.client.headers)},
-            "resources": [
-                {
-                    "name": endpoint.name,
-                    "primary_key": endpoint.primary_key,
-                    "write_disposition": endpoint.write_disposition,
-                    "endpoint": {"path": endpoint.path, "method": endpoint.endpoint.method,
-                                 "params": dict(endpoint.endpoint.params), "headers": dict(endpoint.endpoint.headers)},
-                }
-                for endpoint in self.endpoints
-            ],
-        }
-
 
 def load_definition(settings: Settings) -> ApiDefinition:
     """The deployment's API: the file ANALYTICS_API_CONFIG names, else the built-in definition."""
     if settings.api_config is None:
         return built_in_definition()
-    origin = f"ANALYTICS_API_CONFIG={settings.api_config}"
-    return ApiDefinition(config.validate(config.read_file(settings.api_config), origin), origin)
+    read_from = f"ANALYTICS_API_CONFIG={settings.api_config}"
+    return ApiDefinition(config.validate(config.read_file(settings.api_config), read_from), read_from)
 
 
 def built_in_definition() -> ApiDefinition:
     return ApiDefinition(config.validate(BUILT_IN_CONFIG, BUILT_IN), BUILT_IN)
 
 
-def parse_definition(config_dict: Mapping[str, Any], origin: str) -> tuple[ApiDefinition, Credentials]:
+def parse_definition(config_dict: Mapping[str, Any], read_from: str) -> tuple[ApiDefinition, Credentials]:
     """The definition of a rest_api config dict that holds its credentials, as the seed's does:
     they are taken out, and the definition keeps none."""
     config_dict = copy.deepcopy(dict(config_dict))
     auth = (config_dict.get("client") or {}).get("auth") or {}
     credentials = Credentials(auth.pop("client_id", None), auth.pop("client_secret", None))
-    return ApiDefinition(config.validate(config_dict, origin), origin), credentials
+    return ApiDefinition(config.validate(config_dict, read_from), read_from), credentials

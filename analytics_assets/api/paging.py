@@ -18,6 +18,10 @@ empty page ends a read; a page that repeats the previous one, or more pages than
 it with a clear error; and a read must end with exactly as many records as the pages' record total
 (`records_total_path`) says, when they say: a page-number API that caps its pages below what was
 asked, but numbers them as if it did not, skips records, and fails here instead of loading a gap.
+
+The paginators are value objects: dlt copies them (once per parent record for a child resource),
+and what they say about a read (`api_total`, `passes`) is read from the page they are attached to.
+A paginator that requests pages ahead finds its sync's `ApiClient` by the id it was given.
 """
 
 from __future__ import annotations
@@ -36,53 +40,62 @@ from dlt.sources.helpers.rest_client.paginators import (
 )
 
 from ..errors import MalformedResponse, PaginationError
-from .config import OffsetPaging
-from .http import Lookahead, RequestKey, where
-from .records import SyncStats
+from .client import ApiClient
+from .config import OffsetPaging, Paging, Resource
+from .http import where
+from .lookahead import RequestKey
 
-def page_check(data_selector: str) -> Callable[..., Response]:
-    """A dlt response action: a page must be a JSON object with a list under `data_selector`.
 
-    dlt would otherwise fail on invalid JSON with a bare decoder error, and load zero rows without
-    a word when the selector finds nothing.
-    """
+def reader(path: str) -> Callable[[Any], Any]:
+    """The value at a JSON path of a page, None if absent; a plain key is read directly (a JSONPath
+    lookup costs more than the rest of a page's paging)."""
+    if path.isidentifier():
+        return lambda payload: payload.get(path) if isinstance(payload, dict) else None
+    compiled = jsonpath.compile_path(path)
 
-    def check(response: Response, *args: Any, **kwargs: Any) -> Response:
-        if response.status_code >= 300 or not response.content:
-            return response  # an empty answer (a 204, an empty 200) is an empty page: the end
-        content_type = response.headers.get("Content-Type", "")
-        try:
-            payload = response.json()
-        except ValueError:
-            kind = "an HTML page" if "html" in content_type else "invalid JSON"
-            raise MalformedResponse(where(response.request), f"{kind} (Content-Type {content_type or 'missing'!r})") from None
+    def read(payload: Any) -> Any:
+        values = jsonpath.find_values(compiled, payload) if isinstance(payload, dict) else []
+        return values[0] if values else None
+
+    return read
+
+
+class PageChecks:
+    """What every page is held to, whatever the paginator: a list of records at `data_selector`,
+    and a record total, where the API gives one, that is a whole number. dlt would otherwise load
+    zero rows without a word when the selector finds nothing."""
+
+    def _check_page(self, response: Response, data_selector: str, total: Any, total_path: str) -> None:
+        if not response.content:
+            return  # an empty answer (a 204, an empty 200) is an empty page: the end
+        payload = response.json()
         if not isinstance(payload, dict) or data_selector not in payload:
             raise MalformedResponse(where(response.request), f"no `{data_selector}` key in the response body")
         if not isinstance(payload[data_selector], list):
             raise MalformedResponse(where(response.request), f"`{data_selector}` is not a list of records")
-        total = payload.get("total")
         if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
-            raise MalformedResponse(where(response.request), f"`total` is not a whole number ({str(total)[:20]!r})")
-        return response
-
-    return check
+            raise MalformedResponse(where(response.request),
+                                    f"`{total_path}` is not a whole number ({str(total)[:20]!r})")
 
 
-class SafeOffsetPaginator(BasePaginator):
+class SafeOffsetPaginator(PageChecks, BasePaginator):
     """Offset paging by what was served, with a one-record overlap, drift detection and re-reads;
-    `lookahead`, when given, has the pages that follow requested ahead once `total` is known."""
+    the pages that follow are requested ahead once `total` is known, when the sync `sync` (an
+    `ApiClient` id) sends pages ahead."""
 
-    def __init__(self, resource: str, paging: OffsetPaging, stats: SyncStats,
-                 lookahead: Optional[Lookahead] = None) -> None:
+    def __init__(self, resource: str, key: str, data_selector: str, paging: OffsetPaging,
+                 sync: Optional[str] = None) -> None:
         super().__init__()
         self.resource = resource
+        self.key = key
+        self.data_selector = data_selector
         self.paging = paging
-        self.stats = stats
-        self.lookahead = lookahead
-        self.total_path = reader(paging.total_path)
-        self.has_more_path = reader(paging.has_more_path)
+        self.sync = sync
+        self.passes = 1
+        self.api_total: Optional[int] = None  # the current read's total, as the API first said it
         self.template: Optional[Request] = None
         self.ahead: dict[int, RequestKey] = {}  # offset -> the request sent ahead for it
+        self._start_pass()
 
     def init_request(self, request: Request) -> None:
         self._has_next_page = True
@@ -93,7 +106,7 @@ class SafeOffsetPaginator(BasePaginator):
     def _start_pass(self) -> None:
         self.offset = self.paging.offset  # records of this read so far, from the start
         self.pages = 0
-        self.first_total: Optional[int] = None
+        self.api_total = None
         self.last_id: Any = None
         self.previous_ids: Optional[List[Any]] = None
         self.widest_page = 0
@@ -113,9 +126,10 @@ class SafeOffsetPaginator(BasePaginator):
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
         data = data if data is not None else []
         payload = response.json()
-        total = self.total_path(payload)
-        has_more = self.has_more_path(payload)
-        ids = [record.get("id") for record in data if isinstance(record, dict)]
+        total = reader(self.paging.total_path)(payload)
+        self._check_page(response, self.data_selector, total, self.paging.total_path)
+        has_more = reader(self.paging.has_more_path)(payload)
+        ids = [record.get(self.key) for record in data if isinstance(record, dict)]
         self._guard_loops(ids)
         raw_length = len(data)
         if self.pages and self.last_id is not None:
@@ -127,15 +141,14 @@ class SafeOffsetPaginator(BasePaginator):
         self.offset += len(data)
         self.widest_page = max(self.widest_page, raw_length)
         if data and isinstance(data[-1], dict):
-            self.last_id = data[-1].get("id")
+            self.last_id = data[-1].get(self.key)
 
-        if total is not None and self.first_total is None:
-            self.first_total = total
-            self.stats.of(self.resource).api_total = total
-        elif total is not None and total != self.first_total:
+        if total is not None and self.api_total is None:
+            self.api_total = total
+        elif total is not None and total != self.api_total:
             # Pages fetched ahead arrive out of order: the total of one page alone cannot tell
             # whether records entered the window meanwhile, a change of it can.
-            self.drift = self.drift or f"the window's total changed from {self.first_total} to {total}"
+            self.drift = self.drift or f"the window's total changed from {self.api_total} to {total}"
         if self.drift:
             done = True
         elif total is not None:
@@ -152,23 +165,24 @@ class SafeOffsetPaginator(BasePaginator):
             data.clear()  # read again from the start: this page is not loaded, nor counted
         if done:
             self._finish_pass()
-        elif self.lookahead is not None and total is not None:
+        elif total is not None:
             self._request_ahead(total)
 
     def _request_ahead(self, total: int) -> None:
         """Ask for the pages that follow, assuming each brings as many records as the widest so
         far; a wrong guess only costs the request, never a row."""
+        client = ApiClient.open(self.sync)
+        if client is None or client.lookahead is None or self.template is None:
+            return
+        lookahead = client.lookahead
         step = max(1, self.widest_page - 1)
         upcoming = range(self._next_offset(), total - 1, step)
-        self.lookahead.drop(self.ahead.pop(offset) for offset in list(self.ahead) if offset not in upcoming)
-        wanted = [offset for offset in upcoming[: self.lookahead.depth] if offset not in self.ahead]
-        keys = self.lookahead.send_ahead(self.template, (self._request_at(offset) for offset in wanted))
+        lookahead.drop(self.ahead.pop(offset) for offset in list(self.ahead) if offset not in upcoming)
+        wanted = [offset for offset in upcoming[: lookahead.depth] if offset not in self.ahead]
+        params = self.template.params or {}
+        keys = lookahead.send_ahead(self.template, (
+            {**params, self.paging.offset_param: offset, self.paging.limit_param: self.paging.limit} for offset in wanted))
         self.ahead.update(zip(wanted, keys))
-
-    def _request_at(self, offset: int) -> Request:
-        t = self.template
-        params = {**t.params, self.paging.offset_param: offset, self.paging.limit_param: self.paging.limit}
-        return Request(method=t.method, url=t.url, params=params)
 
     def _guard_loops(self, ids: List[Any]) -> None:
         if ids and ids == self.previous_ids:
@@ -186,9 +200,10 @@ class SafeOffsetPaginator(BasePaginator):
         self.previous_ids = ids
 
     def _finish_pass(self) -> None:
-        if self.lookahead is not None:
-            self.lookahead.drop(self.ahead.values())
-            self.ahead.clear()
+        client = ApiClient.open(self.sync)
+        if client is not None and client.lookahead is not None:
+            client.lookahead.drop(self.ahead.values())
+        self.ahead.clear()
         if self.drift is None:
             self._has_next_page = False
             return
@@ -199,36 +214,26 @@ class SafeOffsetPaginator(BasePaginator):
                 "so nothing was written. Run again when the API is quieter."
             )
         self.passes += 1
-        self.stats.restart_window(self.resource)
         self._start_pass()
 
 
-def reader(path: str) -> Callable[[Any], Any]:
-    """The value at a JSON path of a page, None if absent; a plain key is read directly (a JSONPath
-    lookup costs more than the rest of a page's paging)."""
-    if path.isidentifier():
-        return lambda payload: payload.get(path) if isinstance(payload, dict) else None
-    compiled = jsonpath.compile_path(path)
-
-    def read(payload: Any) -> Any:
-        values = jsonpath.find_values(compiled, payload) if isinstance(payload, dict) else []
-        return values[0] if values else None
-
-    return read
-
-
-class PageGuard(BasePaginator):
+class PageGuard(PageChecks, BasePaginator):
     """What every page of one of dlt's paginators is held to (a base placed before dlt's class)."""
 
-    def __init__(self, resource: str, key: str, stats: SyncStats, max_pages: int, records_total_path: str,
+    passes = 1  # dlt's paginators read a window once
+
+    def __init__(self, resource: str, key: str, data_selector: str, max_pages: int, records_total_path: str,
                  **options: Any) -> None:
         super().__init__(**options)
-        self.resource, self.key, self.stats, self.max_pages = resource, key, stats, max_pages
-        self.records_total = reader(records_total_path)
+        self.resource, self.key, self.data_selector, self.max_pages = resource, key, data_selector, max_pages
+        self.records_total_path = records_total_path
         self.pages, self.records, self.previous_ids = 0, 0, None
+        self.api_total: Optional[int] = None
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
         data = data if data is not None else []
+        total = reader(self.records_total_path)(response.json())
+        self._check_page(response, self.data_selector, total, self.records_total_path)
         self.pages += 1
         ids = [record.get(self.key) for record in data if isinstance(record, dict)]
         if ids and ids == self.previous_ids:
@@ -244,9 +249,8 @@ class PageGuard(BasePaginator):
         super().update_state(response, data)
         if not data:
             self._has_next_page = False
-        total = self.records_total(response.json())
-        if isinstance(total, int):
-            self.stats.of(self.resource).api_total = total
+        if total is not None:
+            self.api_total = total
             if not self._has_next_page and self.records != total:
                 raise PaginationError(
                     f"{self.records} records of {self.resource} were served for a total of {total}: pages were "
@@ -272,3 +276,14 @@ class GuardedPageNumberPaginator(PageGuard, PageNumberPaginator):
 
 GUARDED = {"cursor": GuardedCursorPaginator, "json_link": GuardedJsonLinkPaginator,
            "header_link": GuardedHeaderLinkPaginator, "page_number": GuardedPageNumberPaginator}
+
+
+def paginator_for(resource: Resource, paging: Optional[Paging] = None, sync: Optional[str] = None) -> BasePaginator:
+    """A fresh paginator for `resource` (its own `paging`, unless another is given)."""
+    paging = paging or resource.endpoint.paginator
+    selector = resource.endpoint.data_selector
+    if paging.type == "offset":
+        return SafeOffsetPaginator(resource.name, resource.primary_key, selector, paging, sync)
+    options = paging.model_dump(exclude={"type", "max_pages", "records_total_path"})
+    return GUARDED[paging.type](resource.name, resource.primary_key, selector, paging.max_pages,
+                                paging.records_total_path, **options)

@@ -1,5 +1,5 @@
-"""The records of a sync: every page counted, checked against the declared schema (a resource's
-`columns`) and handed to dlt, and what the sync did, for metadata and progress logs.
+"""The records of a sync: every page counted per UTC day, held to the window it was asked for,
+checked against the declared schema (a resource's `columns`) and handed to dlt.
 
 dlt's schema contracts do not cover nullability and report violations without the record's id, so
 records are checked here, during extraction, before anything reaches the destination: a violation
@@ -11,173 +11,32 @@ schema it writes parquet directly.
 from __future__ import annotations
 
 import json
-import logging
 import operator
-import threading
-import time
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import orjson
 import pyarrow as pa
-from typing_extensions import Self
 
 from dlt.common.data_types.type_helpers import coerce_value, py_type_to_sc_type
 
 from ..errors import SchemaViolation, WindowViolation
-from .definition import Endpoint, Window
+from ..window import Window
+from .config import Resource
+from .stats import SyncStats
 
 
-ProgressSink = Callable[[str], None]
-
-
-@dataclass
-class ResourceCounts:
-    """One resource's figures for the current read of its window (a re-read starts them over)."""
-
-    records: int = 0
-    api_total: Optional[int] = None
-    by_day: Counter = field(default_factory=Counter)  # UTC day of the cursor value -> records
-
-
-@dataclass
-class SyncStats:
-    """Counters shared by the HTTP layer, the paginators and the record checks of one sync."""
-
-    progress: Optional[ProgressSink] = None
-    warning: Optional[ProgressSink] = None  # where a sync's warnings go (a run's log), else Python's logging
-    progress_interval: float = 10.0
-    pages: int = 0
-    records: int = 0
-    requests: int = 0
-    retries: int = 0
-    retry_wait_seconds: float = 0.0
-    throttle_wait_seconds: float = 0.0
-    rate_limit_wait_seconds: float = 0.0  # requests held back by the rate limiter (pace, budget, pauses)
-    token_refreshes: int = 0
-    window_rereads: int = 0
-    resources: dict[str, ResourceCounts] = field(default_factory=dict)
-    # Primary keys of every record handed to dlt, re-reads included, per resource: the distinct
-    # count is what the load must hold (8 bytes an id while the sync runs).
-    ids: dict[str, list] = field(default_factory=dict)
-    drift_columns: dict[str, set] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _last_report: float = field(default_factory=time.monotonic, repr=False)
-
-    def __deepcopy__(self, memo: dict) -> Self:
-        """One per sync by design: dlt deep-copies the config it validates, and a copy would split
-        the sync's figures."""
-        return self
-
-    def warn(self, message: str) -> None:
-        (self.warning or logging.getLogger(__name__).warning)(message)
-
-    def add(self, **increments: float) -> None:
-        with self._lock:
-            for name, value in increments.items():
-                setattr(self, name, getattr(self, name) + value)
-        self._maybe_report()
-
-    def of(self, resource: str) -> ResourceCounts:
-        with self._lock:
-            return self.resources.setdefault(resource, ResourceCounts())
-
-    def page_fetched(self, resource: str, records: int) -> None:
-        counts = self.of(resource)
-        with self._lock:
-            self.pages += 1
-            self.records += records
-            counts.records += records
-        self._maybe_report()
-
-    def days_fetched(self, resource: str, days: Counter) -> None:
-        """Records per UTC day of their cursor value (None where it has none)."""
-        counts = self.of(resource)
-        with self._lock:
-            counts.by_day.update(days)
-
-    def ids_fetched(self, resource: str, ids: Any) -> None:
-        with self._lock:
-            self.ids.setdefault(resource, []).append(ids)
-
-    def distinct_ids(self, resource: str) -> int:
-        import pyarrow as pa
-        import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
-
-        chunks = self.ids.get(resource, [])
-        try:
-            return pc.count_distinct(pa.chunked_array([pa.array(c) for c in chunks], pa.int64())).as_py() \
-                if chunks else 0
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # keys that are not integers
-            return len({key for chunk in chunks for key in (chunk.to_pylist() if isinstance(chunk, pa.Array) else chunk)})
-
-    def restart_window(self, resource: str) -> None:
-        """A re-read starts from scratch: what the abandoned read counted no longer proves anything."""
-        with self._lock:
-            self.window_rereads += 1
-            self.resources[resource] = ResourceCounts()
-
-    def note_drift(self, resource: str, columns: set) -> None:
-        with self._lock:
-            self.drift_columns.setdefault(resource, set()).update(columns)
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def records_per_second(self) -> float:
-        return self.records / self.elapsed if self.elapsed > 0 else 0.0
-
-    def summary(self) -> str:
-        return (
-            f"{self.pages} pages, {self.records} records fetched in {self.elapsed:.1f} s "
-            f"({self.records_per_second:,.0f} records/s); {self.retries} retries, "
-            f"{self.retry_wait_seconds + self.throttle_wait_seconds:.1f} s waited "
-            f"({self.throttle_wait_seconds:.1f} s on 429/Retry-After), "
-            f"{self.rate_limit_wait_seconds:.1f} s held back by the rate limit (summed over requests), "
-            f"{self.token_refreshes} token refreshes"
-        )
-
-    def as_metadata(self) -> dict[str, Any]:
-        return {
-            "pages_fetched": self.pages,
-            "records_fetched": self.records,
-            "http_requests": self.requests,
-            "retries": self.retries,
-            "seconds_waited_on_retries": round(self.retry_wait_seconds, 3),
-            "seconds_waited_on_429_retry_after": round(self.throttle_wait_seconds, 3),
-            "seconds_waited_on_rate_limit": round(self.rate_limit_wait_seconds, 3),
-            "token_refreshes": self.token_refreshes,
-            "window_rereads": self.window_rereads,
-            "records_per_second": round(self.records_per_second, 1),
-            "fetch_seconds": round(self.elapsed, 3),
-        }
-
-    def _maybe_report(self) -> None:
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last_report < self.progress_interval:
-                return
-            self._last_report = now
-        self.progress("sync in progress: " + self.summary())
-
-
-def column_hints(endpoint: Endpoint) -> dict[str, dict[str, Any]]:
+def column_hints(resource: Resource) -> dict[str, dict[str, Any]]:
     """dlt column hints, so the table has the declared types and NOT NULLs from its first load.
     Timestamps keep their time zone, and duplicate ids inside one load keep the newest cursor value."""
     hints: dict[str, dict[str, Any]] = {}
-    for column in endpoint.declared:
+    for column in resource.declared:
         hint: dict[str, Any] = {"name": column.name, "data_type": column.data_type, "nullable": column.nullable,
                                 "description": column.description}
         if column.data_type == "timestamp":
             hint["timezone"] = True
-        if column.name == endpoint.incremental.cursor_path:
+        if column.name == resource.incremental.cursor_path:
             hint["dedup_sort"] = "desc"
         hints[column.name] = hint
     return hints
@@ -239,13 +98,13 @@ class PageValidator:
     fails, the records are checked one by one to name the first bad record and field. Undeclared
     fields are drift: reported, and kept as new columns, unless the schema is frozen."""
 
-    def __init__(self, endpoint: Endpoint, stats: SyncStats, freeze: bool = False, max_new_columns: int = 100) -> None:
-        self.resource = endpoint.name
+    def __init__(self, resource: Resource, stats: SyncStats, freeze: bool = False, max_new_columns: int = 100) -> None:
+        self.resource = resource.name
         self.stats = stats
         self.freeze = freeze
         self.max_new_columns = max_new_columns
-        self.key = endpoint.primary_key
-        self.columns = endpoint.declared
+        self.key = resource.primary_key
+        self.columns = resource.declared
         self.declared = frozenset(c.name for c in self.columns)
         self._getter = operator.itemgetter(*(c.name for c in self.columns)) if self.columns else None
 
@@ -283,9 +142,9 @@ class PageValidator:
             values[column.name] = column_values
         if complete and set(map(len, records)) <= {len(names)}:
             return values, []  # every record holds exactly the declared fields: no drift
-        return values, self._drift(records)
+        return values, self.drift(records)
 
-    def _drift(self, records: list) -> list[str]:
+    def drift(self, records: list) -> list[str]:
         extra = set().union(*(record.keys() for record in records)) - self.declared
         known = self.stats.drift_columns.get(self.resource, set())
         if len(known | extra) > self.max_new_columns:
@@ -443,22 +302,23 @@ class PageStep:
     paginator says there is no next page (dlt hands each page over with its paginator attached).
     """
 
-    def __init__(self, endpoint: Endpoint, stats: SyncStats, window: Optional[Window] = None,
+    def __init__(self, resource: Resource, stats: SyncStats, window: Optional[Window] = None,
                  freeze: bool = False, max_new_columns: int = 100) -> None:
-        self.resource = endpoint.name
+        self.resource = resource.name
         self.stats = stats
-        self.key = endpoint.primary_key
-        self.cursor = endpoint.incremental.cursor_path
+        self.key = resource.primary_key
+        self.cursor = resource.incremental.cursor_path
         self.window = window
-        self.sent = endpoint.incremental.params(window.start, window.end) if window else {}
-        self.columns = endpoint.declared
+        self.sent = resource.incremental.params(window.start, window.end) if window else {}
+        self.columns = resource.declared
         self.declared = frozenset(column.name for column in self.columns)
-        self.validate = PageValidator(endpoint, stats, freeze, max_new_columns)
+        self.validate = PageValidator(resource, stats, freeze, max_new_columns)
         self.fields = [
             pa.field(column.name, ARROW_TYPES[column.data_type], nullable=column.nullable) for column in self.columns
         ]
         self._start_batch()
         self.emitted = False
+        self.passes = 1
 
     def _start_batch(self) -> None:
         self.chunks: list[list[pa.Array]] = [[] for _ in self.columns]
@@ -467,20 +327,18 @@ class PageStep:
 
     def __call__(self, page: Any, meta: Any = None) -> Any:
         records = page if isinstance(page, list) else [page]
+        paginator = getattr(page, "paginator", None)
+        self._follow(paginator)
         self.stats.page_fetched(self.resource, len(records))
         if not self.columns:  # dlt infers the schema, from the page as it came but for nested values
-            self.validate._drift(records)
+            self.validate.drift(records)
             records = [self._flat(record) for record in records]
-            moments = [_utc_moment(record.get(self.cursor)) for record in records]
-            outside = self._outside_window(moments)
-            if outside is not None:
-                raise self._window_violation(records[outside].get(self.key), records[outside].get(self.cursor))
-            self.stats.days_fetched(self.resource, Counter(m.date().isoformat() if m else None for m in moments))
+            moments = pa.array([_utc_moment(record.get(self.cursor)) for record in records], ARROW_TYPES["timestamp"])
+            self._check_window(moments, lambda i: (records[i].get(self.key), records[i].get(self.cursor)))
             self.stats.ids_fetched(self.resource, [record.get(self.key) for record in records])
             return records
         if records:
             self.add(records)
-        paginator = getattr(page, "paginator", None)
         last_page = paginator is None or not paginator.has_next_page
         if self.rows >= BATCH_ROWS or (last_page and (self.rows or not self.emitted)):
             # An empty window still hands dlt the declared schema, so the table exists, typed,
@@ -488,6 +346,19 @@ class PageStep:
             self.emitted = True
             return self.flush()
         return None
+
+    def _follow(self, paginator: Any) -> None:
+        """What the paginator says of the read this page belongs to: the API's total, and whether
+        the window is being read again (what the abandoned read counted no longer proves anything)."""
+        if paginator is None:
+            return
+        passes = getattr(paginator, "passes", 1)
+        if passes != self.passes:
+            self.passes = passes
+            self.stats.restart_window(self.resource)
+        api_total = getattr(paginator, "api_total", None)
+        if api_total is not None:
+            self.stats.of(self.resource).api_total = api_total
 
     def add(self, records: list) -> None:
         """Validates one page and keeps it as Arrow arrays; raises SchemaViolation naming the record."""
@@ -518,13 +389,9 @@ class PageStep:
         # Once a batch, not a page: a page at a time, these cost about 0.2 s per 100,000 records.
         by_name = dict(zip((column.name for column in self.columns), arrays))
         if self.cursor in by_name:
-            cursor = by_name[self.cursor]
-            outside = self._outside_window(cursor)
-            if outside is not None:
-                keys = by_name.get(self.key)
-                raise self._window_violation(keys[outside].as_py() if keys is not None else None,
-                                             cursor[outside].as_py().isoformat())
-            self._count_days(cursor)
+            cursor, keys = by_name[self.cursor], by_name.get(self.key)
+            self._check_window(cursor, lambda i: (keys[i].as_py() if keys is not None else None,
+                                                  cursor[i].as_py().isoformat()))
         fields = list(self.fields)
         for name, column_values in self.extra.items():
             array = _infer(column_values)
@@ -562,32 +429,23 @@ class PageStep:
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return pa.array(self.validate.coerce(column, values, records, every=True), ARROW_TYPES["timestamp"])
 
-    def _outside_window(self, moments: Any) -> Optional[int]:
-        """The index of the first record whose cursor value (a UTC moment; an Arrow array is checked
-        by its bounds first) lies outside the window asked for, closed at both ends (an API's end
-        may be inclusive). One outside means the API ignored or misread the window's parameters:
-        the run fails before anything is written."""
-        if self.window is None or not len(moments):
-            return None
-        start, end = self.window.start, self.window.end
-        if isinstance(moments, pa.Array):
-            import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
-
-            bounds = pc.min_max(moments)
-            low, high = bounds["min"].as_py(), bounds["max"].as_py()
-            if low is None or (start <= low and high <= end):
-                return None
-            moments = moments.to_pylist()
-        return next((index for index, moment in enumerate(moments)
-                     if moment is not None and not start <= moment <= end), None)
-
-    def _window_violation(self, record_id: Any, value: Any) -> WindowViolation:
-        return WindowViolation(self.resource, self.sent, str(self.window), record_id, self.cursor, value)
-
-    def _count_days(self, cursor: pa.Array) -> None:
+    def _check_window(self, moments: pa.Array, offender: Callable[[int], tuple[Any, Any]]) -> None:
+        """Every record's cursor value (UTC moments, null where a record has none) must lie inside
+        the window asked for, closed at both ends (an API's end may be inclusive): one outside means
+        the API ignored or misread the window's parameters, and the run fails before anything is
+        written, naming the record (`offender(index)`: its key and its value as the API sent it).
+        Then the records are counted per UTC day."""
         import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
 
-        days = pc.value_counts(cursor.cast(pa.date32()))
+        if self.window is not None and len(moments):
+            bounds = pc.min_max(moments)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            if low is not None and not (self.window.start <= low and high <= self.window.end):
+                inside = pc.and_(pc.greater_equal(moments, self.window.start), pc.less_equal(moments, self.window.end))
+                index = pc.index(pc.fill_null(inside, True), False).as_py()
+                record_id, value = offender(index)
+                raise WindowViolation(self.resource, self.sent, str(self.window), record_id, self.cursor, value)
+        days = pc.value_counts(moments.cast(pa.date32()))
         self.stats.days_fetched(self.resource, Counter(
             {str(day): count for day, count in zip(days.field(0).to_pylist(), days.field(1).to_pylist())}))
 

@@ -1,12 +1,12 @@
-"""The API definition handed to dlt's `rest_api_source`, with this project's guarantees attached at
-dlt's own seams.
+"""The API definition handed to dlt's `rest_api_source` as its own config dict, with this project's
+guarantees at dlt's seams.
 
-dlt validates dict configs against its own names and rejects the seed's `"type": "oauth2"` and
-`token_url`, and its offset paging skips records under a page cap. Rather than rewrite the source,
-each seed form is replaced by the object dlt accepts at the same place (the auth object, a
-paginator object, the session), our checks ride on dlt's hooks (`response_actions`, a pipe step,
-column hints), and the window's parameters are set from the endpoint's `incremental`. The result is
-an ordinary dlt source that runs in a plain dlt pipeline.
+The dict is derived from the checked config, key for key in dlt's vocabulary; only what dlt
+cannot be told in its own words is replaced: the session (authentication, pacing and bounds on
+every attempt: `http.py`), the paginator (guarded paging: `paging.py`, a value object), the window
+(the partitions supply it: the endpoint's `incremental` names its query parameters), and the
+declared columns as dlt column hints. Our checks ride on a pipe step (`records.PageStep`). The
+result is an ordinary dlt source that runs in a plain dlt pipeline.
 """
 
 from __future__ import annotations
@@ -14,53 +14,66 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from dlt.common import jsonpath
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.extract import DltSource
 from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 
 from ..settings import Settings
-from .definition import BUILT_IN_CONFIG, Endpoint, Window, parse_definition
-from .http import ApiClient
-from .paging import GUARDED, SafeOffsetPaginator, page_check
-from .records import PageStep, SyncStats, column_hints
+from ..window import Window
+from .client import ApiClient
+from .config import Resource
+from .definition import BUILT_IN_CONFIG, parse_definition
+from .paging import paginator_for
+from .records import PageStep, column_hints
+from .stats import SyncStats
 
 SOURCE_NAME = "analytics"
+# Keys of the checked config that dlt is not handed as they are: the window's (`incremental`, whose
+# values the partitions supply), the declared columns (dlt column hints, below), the auth (the
+# session authenticates every attempt) and what is replaced by an object at dlt's own seam.
+OURS_IN_CLIENT = {"auth"}
+OURS_IN_RESOURCE = {"endpoint", "columns"}
+OURS_IN_ENDPOINT = {"incremental"}
+
+
+def endpoint_config(client: ApiClient, resource: Resource, window: Optional[Window] = None,
+                    paginator: Optional[BasePaginator] = None) -> dict[str, Any]:
+    """The resource's endpoint in dlt's form, asking for `window` (every record when None), paged by
+    `paginator` (by default the resource's own, sending pages ahead for the sync)."""
+    endpoint = resource.endpoint
+    config = endpoint.model_dump(exclude=OURS_IN_ENDPOINT)
+    config["path"] = resource.path
+    if window is not None:
+        config["params"] = {**config["params"], **endpoint.incremental.params(window.start, window.end)}
+    config["paginator"] = paginator or paginator_for(resource, sync=client.id)
+    config["data_selector"] = jsonpath.compile_path(endpoint.data_selector)  # dlt would parse it per page
+    return config
+
+
+def rest_api_config(client: ApiClient, window: Optional[Window] = None) -> dict[str, Any]:
+    """The definition as dlt's `rest_api_source` takes it, for one sync of `window`."""
+    resources = []
+    for resource in client.definition.resources:
+        entry = resource.model_dump(exclude=OURS_IN_RESOURCE)
+        entry["endpoint"] = endpoint_config(client, resource, window)
+        if resource.columns:
+            entry["columns"] = column_hints(resource)
+        resources.append(entry)
+    client_config = {**client.definition.config.client.model_dump(exclude=OURS_IN_CLIENT),
+                     "base_url": client.base_url, "session": client.session}
+    return {"client": client_config, "resources": resources}
 
 
 def build_source(client: ApiClient, window: Optional[Window] = None, name: str = SOURCE_NAME,
                  **source_kwargs: Any) -> DltSource:
     """A fresh dlt source for one sync of `window` (every record when None): dlt sources keep
     state, and dagster-dlt cannot run one twice."""
-    definition, stats = client.definition, client.stats
-    config = definition.rest_api_config(client.base_url)
-    config["client"].update(auth=client.auth, session=client.session)
-    for resource, endpoint in zip(config["resources"], definition.endpoints):
-        _attach(resource, endpoint, client, window)
-    source = dlt_rest_api_source(config, name=name, **source_kwargs)
+    source = dlt_rest_api_source(rest_api_config(client, window), name=name, **source_kwargs)
     settings = client.settings
-    for endpoint in definition.endpoints:
-        source.resources[endpoint.name].add_step(
-            PageStep(endpoint, stats, window, settings.schema_drift == "freeze", settings.max_new_columns))
+    for resource in client.definition.resources:
+        source.resources[resource.name].add_step(
+            PageStep(resource, client.stats, window, settings.schema_drift == "freeze", settings.max_new_columns))
     return source
-
-
-def _attach(resource: dict, endpoint: Endpoint, client: ApiClient, window: Optional[Window]) -> None:
-    """What dlt takes as objects at its seams: the paginator, the page check, the window's
-    parameters (dlt's `incremental` would keep state; the partitions supply the window), hints."""
-    options = resource["endpoint"]
-    paging = endpoint.endpoint.paginator
-    if paging.type == "offset":
-        options["paginator"] = SafeOffsetPaginator(endpoint.name, paging, client.stats, client.lookahead)
-    else:
-        kwargs = paging.model_dump(exclude={"type", "max_pages", "records_total_path"})
-        options["paginator"] = GUARDED[paging.type](endpoint.name, endpoint.primary_key, client.stats, paging.max_pages,
-                                                    paging.records_total_path, **kwargs)
-    if window is not None:
-        options["params"] = {**options["params"], **endpoint.incremental.params(window.start, window.end)}
-    selector = endpoint.endpoint.data_selector
-    options["response_actions"] = [page_check(selector)]
-    options["data_selector"] = jsonpath.compile_path(selector)  # dlt would parse it per page
-    if endpoint.columns:
-        resource["columns"] = column_hints(endpoint)
 
 
 def rest_api_source(config: Mapping[str, Any], name: str = SOURCE_NAME, **source_kwargs: Any) -> DltSource:

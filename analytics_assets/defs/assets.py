@@ -27,15 +27,18 @@ from dagster import (
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from ..api.definition import ApiDefinition, Endpoint, Window
-from ..api.http import ApiClient
-from ..api.records import SyncStats
+from ..api.config import Resource
+from ..api.definition import ApiDefinition
+from ..window import Window
+from ..api.client import ApiClient
+from ..api.stats import SyncStats
 from ..api.source import build_source
 from ..api.totals import day_totals
 from ..errors import root_cause
 from ..settings import Settings
 from ..warehouse.pipeline import DATASET_NAME, file_format, loading
-from ..warehouse.sql import Destination, WarehouseSql, location
+from ..warehouse.destinations import Destination
+from ..warehouse.sql import WarehouseSql, location
 from .resources import AnalyticsApiResource, WarehouseResource
 
 API_GROUP = "analytics_api"
@@ -62,13 +65,13 @@ def endpoint_key(resource: str) -> AssetKey:
     return AssetKey([API_GROUP, resource])
 
 
-def column_schema(endpoint: Endpoint, drift: Sequence[str] = ()) -> TableSchema:
+def column_schema(resource: Resource, drift: Sequence[str] = ()) -> TableSchema:
     """The declared columns with their descriptions, then any undeclared ones the API added."""
     return TableSchema(
         columns=[
             TableColumn(name=c.name, type=c.data_type, description=c.description,
-                        constraints=TableColumnConstraints(nullable=c.nullable, unique=c.name == endpoint.primary_key))
-            for c in endpoint.declared
+                        constraints=TableColumnConstraints(nullable=c.nullable, unique=c.name == resource.primary_key))
+            for c in resource.declared
         ]
         + [TableColumn(name=name, type="inferred", description="Undeclared: schema drift.") for name in drift]
     )
@@ -85,23 +88,23 @@ class AnalyticsDltTranslator(DagsterDltTranslator):
         self.destination = destination
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
-        return self.spec(self.definition.endpoint(data.resource.name))
+        return self.spec(self.definition.resource(data.resource.name))
 
-    def spec(self, endpoint: Endpoint) -> AssetSpec:
+    def spec(self, resource: Resource) -> AssetSpec:
         metadata: dict[str, Any] = {
-            "dagster/table_name": f"{DATASET_NAME}.{endpoint.name}",
+            "dagster/table_name": f"{DATASET_NAME}.{resource.name}",
             "dagster/storage_kind": self.destination.name,
         }
-        if endpoint.columns:
-            metadata["dagster/column_schema"] = column_schema(endpoint)
+        if resource.columns:
+            metadata["dagster/column_schema"] = column_schema(resource)
         return AssetSpec(
-            key=table_key(endpoint.name),
-            deps=[endpoint_key(endpoint.name)],
+            key=table_key(resource.name),
+            deps=[endpoint_key(resource.name)],
             group_name=TABLE_GROUP,
             description=(
-                f"Every record of the analytics API's `{endpoint.name}` endpoint, merged on `{endpoint.primary_key}` "
-                f"into {self.destination.title} table `{DATASET_NAME}.{endpoint.name}`. Each daily partition "
-                f"fetches the records whose `{endpoint.incremental.cursor_path}` falls on that UTC day."
+                f"Every record of the analytics API's `{resource.name}` endpoint, merged on `{resource.primary_key}` "
+                f"into {self.destination.title} table `{DATASET_NAME}.{resource.name}`. Each daily partition "
+                f"fetches the records whose `{resource.incremental.cursor_path}` falls on that UTC day."
             ),
             kinds={"dlt", self.destination.name},
             owners=OWNERS,
@@ -130,17 +133,17 @@ class AnalyticsDltResource(DagsterDltResource):
 def endpoint_specs(definition: ApiDefinition, partitions_def: PartitionsDefinition) -> list[AssetSpec]:
     return [
         AssetSpec(
-            key=endpoint_key(endpoint.name),
+            key=endpoint_key(resource.name),
             group_name=API_GROUP,
-            description=f"GET {endpoint.path} of the analytics API (OAuth2 client credentials). "
+            description=f"GET {resource.path} of the analytics API (OAuth2 client credentials). "
             "External: observed, not materialized, by this project: the `analytics_reconcile` sensor records "
             "the API's record total of each recent day as an observation of that day's partition.",
             kinds={"api"},
             owners=OWNERS,
             partitions_def=partitions_def,
-            metadata={"path": endpoint.path},
+            metadata={"path": resource.path},
         )
-        for endpoint in definition.endpoints
+        for resource in definition.resources
     ]
 
 
@@ -150,7 +153,7 @@ def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefi
 
     @multi_asset(
         name="analytics_tables",
-        specs=[translator.spec(endpoint) for endpoint in definition.endpoints],
+        specs=[translator.spec(resource) for resource in definition.resources],
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run(),
         pool=destination.pool,
@@ -176,28 +179,28 @@ def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefi
                                            dlt_pipeline=pipeline, dagster_dlt_translator=translator,
                                            loader_file_format=file_format(pipeline)))
                 context.log.info("sync finished: " + stats.summary())
-                totals = {result.asset_key: days_api_totals(context, client, definition.endpoint(
+                totals = {result.asset_key: days_api_totals(context, client, definition.resource(
                     result.asset_key.path[-1]), stats) for result in results}
         except Exception as error:
             raise Failure(description=str(root_cause(error))) from error
         with warehouse.sql(context.run.run_id) as sql:
             for result in results:
-                endpoint = definition.endpoint(result.asset_key.path[-1])
-                yield with_sync_metadata(context, sql, result, endpoint, stats, totals[result.asset_key])
+                resource = definition.resource(result.asset_key.path[-1])
+                yield with_sync_metadata(context, sql, result, resource, stats, totals[result.asset_key])
 
     return analytics_tables
 
 
-def days_api_totals(context: AssetExecutionContext, client: ApiClient, endpoint: Endpoint,
+def days_api_totals(context: AssetExecutionContext, client: ApiClient, resource: Resource,
                     stats: SyncStats) -> dict[str, Optional[int]]:
     """The API's record total of each day of the run: the window's own for one day; asked day by
     day (one request each) in a range run. The rows are loaded by then: a failure to ask costs the
     figures, with a warning, not the run."""
-    days, counts = context.partition_keys, stats.of(endpoint.name)
+    days, counts = context.partition_keys, stats.of(resource.name)
     if len(days) == 1:
         return {days[0]: counts.api_total}
     try:
-        return day_totals(client, endpoint, days)
+        return day_totals(client, resource, days)
     except Exception as error:  # noqa: BLE001 - reported, and the figures left out
         context.log.warning(f"The API's total of each day could not be read ({root_cause(error)}); "
                             "the days' metadata leaves it out.")
@@ -205,12 +208,12 @@ def days_api_totals(context: AssetExecutionContext, client: ApiClient, endpoint:
 
 
 def with_sync_metadata(context: AssetExecutionContext, sql: WarehouseSql, result: MaterializeResult,
-                       endpoint: Endpoint, stats: SyncStats, api_totals: Mapping[str, Optional[int]]) -> MaterializeResult:
+                       resource: Resource, stats: SyncStats, api_totals: Mapping[str, Optional[int]]) -> MaterializeResult:
     """Each day's own figures on its partition; the run's figures once per materialization, under
     names that say they are the run's (in a range run, every day's event carries them)."""
     window = window_of(context)
-    table, cursor = sql.table(endpoint.name), endpoint.incremental.cursor_path
-    counts = stats.of(endpoint.name)
+    table, cursor = sql.table(resource.name), resource.incremental.cursor_path
+    counts = stats.of(resource.name)
     rows_by_day = sql.rows_per_day(table, cursor, window)
     for partition_key in context.partition_keys:
         day = Window.of_days(partition_key)
@@ -223,20 +226,20 @@ def with_sync_metadata(context: AssetExecutionContext, sql: WarehouseSql, result
         if api_totals.get(partition_key) is not None:
             day_metadata["api_total"] = MetadataValue.int(api_totals[partition_key])
         context.add_asset_metadata(day_metadata, asset_key=result.asset_key, partition_key=partition_key)
-    drift = sorted(stats.drift_columns.get(endpoint.name, ()))
+    drift = sorted(stats.drift_columns.get(resource.name, ()))
     metadata = {
         **(result.metadata or {}),
         "run": MetadataValue.dagster_run(context.run.run_id),
         "run_window_start": MetadataValue.timestamp(window.start),
         "run_window_end": MetadataValue.timestamp(window.end),
         **{f"run_{name}": value for name, value in stats.as_metadata().items()},
-        "run_records_fetched_distinct": MetadataValue.int(stats.distinct_ids(endpoint.name)),
+        "run_records_fetched_distinct": MetadataValue.int(stats.distinct_ids(resource.name)),
         "run_api_total": MetadataValue.int(counts.api_total if counts.api_total is not None else counts.records),
         "schema_drift": MetadataValue.text(", ".join(drift) if drift else "none"),
-        "preview": _preview(sql, table, cursor, endpoint.primary_key, window),
+        "preview": _preview(sql, table, cursor, resource.primary_key, window),
     }
-    if endpoint.columns:
-        metadata["dagster/column_schema"] = column_schema(endpoint, drift)
+    if resource.columns:
+        metadata["dagster/column_schema"] = column_schema(resource, drift)
     return MaterializeResult(asset_key=result.asset_key, metadata=metadata)
 
 

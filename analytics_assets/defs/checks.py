@@ -22,15 +22,16 @@ from dagster import (
     build_time_partition_freshness_checks,
 )
 
-from ..api.definition import ApiDefinition, Endpoint
-from ..warehouse.sql import Destination
+from ..api.config import Resource
+from ..api.definition import ApiDefinition
+from ..warehouse.destinations import Destination
 from .assets import table_key
 from .resources import WarehouseResource
 
 
-def build_checks(endpoint: Endpoint, destination: Destination) -> list[AssetChecksDefinition]:
-    key, name, id_column = table_key(endpoint.name), endpoint.name, endpoint.primary_key
-    required = endpoint.required
+def build_checks(resource: Resource, destination: Destination) -> list[AssetChecksDefinition]:
+    key, name, id_column = table_key(resource.name), resource.name, resource.primary_key
+    required = resource.required
 
     @asset_check(asset=key, name="id_unique", blocking=True, pool=destination.pool,
                  description=f"No two rows share an `{id_column}` (the merge key).")
@@ -95,5 +96,5 @@ def build_freshness_checks(definition: ApiDefinition) -> Sequence[AssetChecksDef
     """Dagster's `freshness_check` on every table: it fails while the latest daily partition is
     missing, so a day the schedule did not sync shows red."""
     return build_time_partition_freshness_checks(
-        assets=[table_key(endpoint.name) for endpoint in definition.endpoints],
+        assets=[table_key(resource.name) for resource in definition.resources],
         deadline_cron=FRESHNESS_DEADLINE_CRON, timezone="UTC")

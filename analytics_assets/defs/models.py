@@ -33,7 +33,8 @@ from dagster import (
 
 from ..api.definition import ApiDefinition
 from ..warehouse.pipeline import DATASET_NAME
-from ..warehouse.sql import Destination, WarehouseSql
+from ..warehouse.destinations import Destination
+from ..warehouse.sql import WarehouseSql
 from .assets import OWNERS, TABLE_GROUP, table_key
 from .resources import WarehouseResource
 
@@ -97,10 +98,10 @@ def build_summary(definition: ApiDefinition, destination: Destination) -> list:
     """The model and its check, or nothing for an API without the columns it summarises."""
     if SUMMARIZED not in definition.names:
         return []
-    endpoint = definition.endpoint(SUMMARIZED)
-    if not NEEDED_COLUMNS <= set(endpoint.columns):
+    resource = definition.resource(SUMMARIZED)
+    if not NEEDED_COLUMNS <= set(resource.columns):
         return []
-    cursor = endpoint.incremental.cursor_path
+    cursor = resource.incremental.cursor_path
 
     spec = AssetSpec(
         key=SUMMARY_KEY,

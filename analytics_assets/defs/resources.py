@@ -22,7 +22,8 @@ from pydantic import Field, create_model
 from ..settings import Settings
 from ..warehouse.pipeline import make_pipeline
 from ..warehouse.pool import create_pool, release_slots_of_dead_runs
-from ..warehouse.sql import DESTINATIONS, WarehouseSql, WarehouseTarget, open_sql, private_folder
+from ..warehouse.destinations import DESTINATIONS, WarehouseTarget, private_folder
+from ..warehouse.sql import WarehouseSql, open_sql
 
 RUN_FOLDER_MARK = ".analytics-assets-run"  # marks a dlt working folder this project created
 WAREHOUSE_SETTINGS = ("destination", "duckdb_path", "writer_pool_limit")  # the warehouse resource reads no other

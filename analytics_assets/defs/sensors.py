@@ -36,9 +36,10 @@ from dagster import (
     sensor,
 )
 
-from ..api.definition import ApiDefinition, Window
-from ..api.http import ApiClient
-from ..api.records import SyncStats
+from ..api.definition import ApiDefinition
+from ..window import Window
+from ..api.client import ApiClient
+from ..api.stats import SyncStats
 from ..api.totals import day_totals, total_path
 from ..errors import WarehouseFileError
 from .assets import endpoint_key
@@ -80,7 +81,7 @@ def build_reconcile_sensor(definition: ApiDefinition, partitions_def: TimeWindow
             return SensorResult(skip_reason="No daily partition has ended yet.")
         with ApiClient(definition, settings.model_copy(update={"max_concurrency": 1}),
                        SyncStats(warning=context.log.warning)) as client:
-            totals = {endpoint.name: day_totals(client, endpoint, days) for endpoint in definition.endpoints}
+            totals = {resource.name: day_totals(client, resource, days) for resource in definition.resources}
         try:
             rows = table_rows(warehouse, definition, days)
         except WarehouseFileError as error:
@@ -95,29 +96,29 @@ def table_rows(warehouse: WarehouseResource, definition: ApiDefinition, days: Se
     window = Window.of_days(days[0], days[-1])
     with warehouse.sql(RECONCILE_SENSOR) as sql:
         return {
-            endpoint.name: sql.rows_per_day(sql.table(endpoint.name), endpoint.incremental.cursor_path, window)
-            if sql.has_table(sql.table(endpoint.name)) else {}
-            for endpoint in definition.endpoints
+            resource.name: sql.rows_per_day(sql.table(resource.name), resource.incremental.cursor_path, window)
+            if sql.has_table(sql.table(resource.name)) else {}
+            for resource in definition.resources
         }
 
 
 def compare(definition: ApiDefinition, days: Sequence[str], totals: dict[str, dict[str, Optional[int]]],
             rows: dict[str, dict[str, int]]) -> SensorResult:
     """Observations of the API's totals, and runs for the stretches of days a table is behind on.
-    An endpoint whose pages carry no total on some day has nothing to compare (an empty first page
+    A resource whose pages carry no total on some day has nothing to compare (an empty first page
     counts as a total of 0, so only the days with records tell)."""
-    counted = [endpoint for endpoint in definition.endpoints if None not in totals[endpoint.name].values()]
+    counted = [resource for resource in definition.resources if None not in totals[resource.name].values()]
     if not counted:
-        paths = ", ".join(f"`{total_path(endpoint)}` ({endpoint.name})" for endpoint in definition.endpoints)
+        paths = ", ".join(f"`{total_path(resource)}` ({resource.name})" for resource in definition.resources)
         return SensorResult(skip_reason=(
             f"The API's pages carry no record total at {paths}, so late records cannot be counted: set the "
             "paginator's `total_path` (offset) or `records_total_path` (the others) in the API config to where "
             "the API says how many records a window holds. The daily schedule still syncs each day."))
     observations, differing, ahead = [], set(), set()
-    for endpoint in counted:
+    for resource in counted:
         for day in days:
-            total, held = totals[endpoint.name][day], rows[endpoint.name].get(day, 0)
-            observations.append(AssetObservation(asset_key=endpoint_key(endpoint.name), partition=day, metadata={
+            total, held = totals[resource.name][day], rows[resource.name].get(day, 0)
+            observations.append(AssetObservation(asset_key=endpoint_key(resource.name), partition=day, metadata={
                 "api_total": MetadataValue.int(total), "table_rows": MetadataValue.int(held)}))
             if held < total:
                 differing.add(day)
@@ -135,7 +136,7 @@ def compare(definition: ApiDefinition, days: Sequence[str], totals: dict[str, di
             requests.append(RunRequest(run_key=key, tags={**tags, RANGE_START: first, RANGE_END: last}))
     if requests:
         return SensorResult(run_requests=requests, asset_events=observations)
-    uncounted = [endpoint.name for endpoint in definition.endpoints if endpoint not in counted]
+    uncounted = [resource.name for resource in definition.resources if resource not in counted]
     notes = "".join([
         f"; {len(ahead)} day(s) hold more rows than the API counts now (records updated upstream move to a later "
         "day when that day is synced; records deleted upstream stay)" if ahead else "",

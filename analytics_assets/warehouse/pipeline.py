@@ -18,13 +18,15 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.extract import DltSource
 
-from ..api.definition import ApiDefinition, Window
-from ..api.http import ApiClient
-from ..api.records import SyncStats
+from ..api.definition import ApiDefinition
+from ..window import Window
+from ..api.client import ApiClient
+from ..api.stats import SyncStats
 from ..api.source import SOURCE_NAME, build_source
 from ..errors import diagnosed
 from ..settings import Settings
-from .sql import CREATING_TABLES_LOCK, DESTINATIONS, WarehouseTarget, connect
+from .destinations import DESTINATIONS, WarehouseTarget
+from .sql import CREATING_TABLES_LOCK, connect
 
 DATASET_NAME = "analytics"
 PIPELINE_NAME = "analytics_assets"

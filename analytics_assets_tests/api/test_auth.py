@@ -83,8 +83,8 @@ def test_token_endpoint_down_fails_clearly(demo_api, syncer):
 
 def test_auth_object_repr_hides_secrets(demo_api):
     from analytics_assets.api.definition import built_in_definition
-    from analytics_assets.api.http import ApiClient
-    from analytics_assets.api.records import SyncStats
+    from analytics_assets.api.client import ApiClient
+    from analytics_assets.api.stats import SyncStats
 
     settings = settings_for(demo_api)
     with ApiClient(built_in_definition(), settings, SyncStats()) as client:

@@ -15,7 +15,8 @@ import yaml
 from analytics_assets.api.config import reference_table
 from analytics_assets.api.definition import BUILT_IN_CONFIG, load_definition
 from analytics_assets.definitions import build_defs
-from analytics_assets.settings import Settings, SettingsError
+from analytics_assets.errors import SettingsError
+from analytics_assets.settings import Settings
 from analytics_assets_tests.conftest import assert_table_matches, day_bounds, run_job
 
 README = Path(__file__).resolve().parents[2] / "README.md"

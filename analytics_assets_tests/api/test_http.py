@@ -105,11 +105,11 @@ def test_a_response_is_freed_without_the_cycle_collector(demo_api):
     import gc
     import weakref
 
-    from analytics_assets.api.definition import origin
+    from analytics_assets.api.urls import origin_of
     from analytics_assets.api.http import Transport, build_session
-    from analytics_assets.api.records import SyncStats
+    from analytics_assets.api.stats import SyncStats
 
-    session = build_session(Transport(settings_for(demo_api), SyncStats(), origin(demo_api.base_url)), demo_api.base_url)
+    session = build_session(Transport(settings_for(demo_api), SyncStats(), origin_of(demo_api.base_url)), demo_api.base_url)
     credentials = {"grant_type": "client_credentials", "client_id": demo_api.config.client_id,
                    "client_secret": demo_api.config.client_secret}
     gc.collect()

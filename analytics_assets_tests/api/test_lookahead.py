@@ -5,8 +5,8 @@ import copy
 import pytest
 
 from analytics_assets.api.definition import BUILT_IN_CONFIG, built_in_definition, parse_definition
-from analytics_assets.api.http import ApiClient
-from analytics_assets.api.records import SyncStats
+from analytics_assets.api.client import ApiClient
+from analytics_assets.api.stats import SyncStats
 from analytics_assets.errors import RetriesExhausted
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum, table_rows
 
@@ -55,18 +55,16 @@ def test_drift_is_detected_when_pages_are_fetched_concurrently(make_api, syncer)
     assert stats.window_rereads >= 1
 
 
-def test_window_halves_on_429_and_grows_back_by_one(demo_api):
+def test_pages_sent_ahead_follow_what_the_throttle_allows_in_flight(demo_api):
+    """One owner of backing off: after a 429 the throttle allows one request in flight, and the
+    lookahead keeps no more than that in flight; it grows back with the throttle."""
     with ApiClient(built_in_definition(), settings_for(demo_api, max_concurrency=8), SyncStats()) as client:
-        lookahead = client.lookahead
-        lookahead.observe(429)
-        assert lookahead.window == 4
-        lookahead.observe(429)
-        lookahead.observe(429)
-        lookahead.observe(429)
-        assert lookahead.window == 1
-        for _ in range(1 + 2):
-            lookahead.observe(200)
-        assert lookahead.window == 3
+        throttle, lookahead = client.throttle, client.lookahead
+        assert lookahead.depth == 8
+        throttle.release(throttle.acquire(), 429, {})
+        assert throttle.allowed_in_flight == 1 and lookahead.depth == 1
+        throttle.release(throttle.acquire(), 200, {})
+        assert throttle.allowed_in_flight == 2 and lookahead.depth == 2
 
 
 def test_two_resources_request_each_page_once_within_the_cap(make_api, syncer):

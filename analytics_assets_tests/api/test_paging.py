@@ -7,7 +7,7 @@ import pytest
 
 from analytics_assets.api.definition import BUILT_IN_CONFIG, parse_definition
 from analytics_assets.errors import PaginationError
-from analytics_assets.api.definition import Window
+from analytics_assets.window import Window
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum, table_rows
 
 

@@ -18,7 +18,7 @@ def test_table_has_declared_types_and_not_nulls_even_when_pages_lack_fields(make
     syncer.run(api)
     with duckdb.connect(str(syncer.db), read_only=True) as connection:
         described = {row[0]: (row[1], row[2]) for row in connection.execute("DESCRIBE analytics.resource_name").fetchall()}
-    for column in built_in_definition().endpoint("resource_name").declared:
+    for column in built_in_definition().resource("resource_name").declared:
         assert described[column.name] == (DUCKDB_TYPES[column.data_type], "YES" if column.nullable else "NO")
 
 

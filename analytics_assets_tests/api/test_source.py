@@ -9,9 +9,10 @@ import pytest
 
 from analytics_assets.api.definition import BUILT_IN_CONFIG, built_in_definition, parse_definition
 from analytics_assets.errors import MalformedResponse, MissingCredentials
-from analytics_assets.settings import Settings, SettingsError
+from analytics_assets.errors import SettingsError
+from analytics_assets.settings import Settings
 from analytics_assets.warehouse.pipeline import load, make_pipeline
-from analytics_assets.api.definition import Window
+from analytics_assets.window import Window
 
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_rows
 

@@ -9,7 +9,8 @@ import pytest
 from types import SimpleNamespace
 
 from analytics_assets.api.definition import built_in_definition
-from analytics_assets.settings import Settings, SettingsError
+from analytics_assets.errors import SettingsError
+from analytics_assets.settings import Settings
 from analytics_assets_tests.reliability.conftest import Harness
 
 BASE = "ANALYTICS_API_BASE_URL"

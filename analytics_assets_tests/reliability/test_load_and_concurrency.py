@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from analytics_assets.warehouse.sql import DESTINATIONS
+from analytics_assets.warehouse.destinations import DESTINATIONS
 from analytics_assets_tests.conftest import set_api_env
 from analytics_assets_tests.reliability.conftest import (
     END_DATE,

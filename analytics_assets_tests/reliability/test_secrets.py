@@ -10,7 +10,6 @@ import gzip
 import json
 import pickle
 import sqlite3
-import threading
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -46,22 +45,6 @@ def leak_forms(client_id: str, secret: str, tokens: list[str]) -> dict[str, byte
     for i, token in enumerate(tokens):
         forms[f"access token #{i + 1}"] = token
     return {name: value.encode() for name, value in forms.items()}
-
-
-def capture_tokens(api) -> list[str]:
-    """Every access token the demo API issues from now on (read from its token store as issued)."""
-    issued: list[str] = []
-    lock = threading.Lock()
-    original = api._tokens.issue
-
-    def issue(lifetime: int) -> str:
-        token = original(lifetime)
-        with lock:
-            issued.append(token)
-        return token
-
-    api._tokens.issue = issue
-    return issued
 
 
 def readable_forms(path: Path) -> Iterator[bytes]:
@@ -126,13 +109,12 @@ def test_secret_and_tokens_never_stored_or_printed(make_api, processes: Processe
     config["client"]["auth"]["token_endpoint_auth_method"] = auth_method
     (tmp_path / "api.json").write_text(json.dumps(config))
     monkeypatch.setenv("ANALYTICS_API_CONFIG", str(tmp_path / "api.json"))
-    tokens = capture_tokens(api)
     api.faults.on_page(2, lambda a: a.revoke_tokens())  # a second token, fetched after a 401
     home = make_dagster_home(tmp_path / "dagster_home")
 
     cli = processes.materialize(cli_env(home), partition_range="2026-11-16...2026-11-17", name="secret-run")
     assert cli.wait(timeout=300) == 0, cli.output()[-3000:]
-    tokens = sorted(set(tokens) | set(api._tokens._expiry))
+    tokens = api.issued_tokens
     assert len(tokens) >= 2, "the run should have used an access token, and a replacement after the 401"
     forms = leak_forms(api.config.client_id, secret, tokens)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import duckdb
 
 from analytics_assets.warehouse.pipeline import make_pipeline
-from analytics_assets.warehouse.sql import DUCKDB_CONFIG, open_sql
+from analytics_assets.warehouse.destinations import DUCKDB_CONFIG
+from analytics_assets.warehouse.sql import open_sql
 
 CAP = "SELECT current_setting('memory_limit')"
 

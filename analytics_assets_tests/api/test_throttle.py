@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from analytics_assets.api.ratelimit import RateLimiter, read_limit
+from analytics_assets.api.throttle import Throttle, read_limit
 from analytics_assets.errors import RetriesExhausted
 from analytics_assets_tests.conftest import assert_table_matches, settings_for
 
@@ -88,13 +88,13 @@ class Clock:
         return self.now
 
 
-def limiter_on(clock: Clock, wall: float = NOW, **options) -> tuple[RateLimiter, list[str]]:
+def limiter_on(clock: Clock, wall: float = NOW, **options) -> tuple[Throttle, list[str]]:
     warnings: list[str] = []
     options = {"max_wait": 60.0, "warn": warnings.append, **options}
-    return RateLimiter(clock=clock, wall_clock=lambda: wall + clock.now, **options), warnings
+    return Throttle(clock=clock, wall_clock=lambda: wall + clock.now, **options), warnings
 
 
-def go(limiter: RateLimiter):
+def go(limiter: Throttle):
     """A request let through at once (acquire would block otherwise: here that is a failure)."""
     assert limiter.delay() == 0
     return limiter.acquire()
@@ -247,8 +247,21 @@ def test_after_a_429_requests_resume_one_at_a_time_and_grow_back():
     assert limiter.delay() == math.inf
     for ticket in tickets:
         limiter.release(ticket, 200, {})
-    for _ in range(6):  # grown back to ANALYTICS_MAX_CONCURRENCY: no cap of its own any more
-        go(limiter)
+    allowed = [go(limiter) for _ in range(4)]  # grown back to ANALYTICS_MAX_CONCURRENCY, and no further
+    assert limiter.allowed_in_flight == 4 and limiter.delay() == math.inf
+    limiter.release(allowed[0], 200, {})
+    go(limiter)
+
+
+def test_requests_in_flight_never_exceed_the_concurrency():
+    """Counted, not timed: with four in flight the fifth waits for an answer, whatever the pace."""
+    clock = Clock()
+    limiter, _ = limiter_on(clock, max_in_flight=4)
+    tickets = [go(limiter) for _ in range(4)]
+    assert limiter.delay() == math.inf
+    limiter.release(tickets[0], 500, {})  # an answer, even a failure, frees its place
+    go(limiter)
+    assert limiter.delay() == math.inf
 
 
 def test_the_ceiling_spaces_requests_with_a_little_to_spare():
@@ -265,7 +278,7 @@ def test_the_ceiling_spaces_requests_with_a_little_to_spare():
 
 
 def test_waiting_requests_go_retries_first_then_in_arrival_order():
-    limiter = RateLimiter(max_wait=5.0)
+    limiter = Throttle(max_wait=5.0)
     limiter.release(limiter.acquire(), 429, {})  # from now on one request in flight at a time
     holder = limiter.acquire()
     granted: list[tuple[int, str]] = []

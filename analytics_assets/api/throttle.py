@@ -1,0 +1,377 @@
+"""When may the next request of a sync go, and how many may be in flight: the one owner of "the API
+pushed back". It decides from the rate limit the API announces, a 429's or 503's Retry-After, a
+ceiling of the deployment's own (ANALYTICS_MAX_REQUESTS_PER_SECOND), ANALYTICS_MAX_CONCURRENCY, and
+the concurrency it allows after a 429; every request of the sync asks it, whichever thread sends it
+(the paging loop, the pages requested ahead, the days' totals).
+
+Why pace instead of merely retrying: every 429 spends one of a request's retries, and an API may
+ban a client that keeps exceeding its limit. An API that announces its limit (`RateLimit-*`, IETF
+draft, or `X-RateLimit-*`) is paced at that limit: requests are spaced by window / limit, and none
+is sent once the window's budget is used (requests in flight counted) until the window has reset.
+An API that only answers 429 with a Retry-After is obeyed by every thread at once, and requests
+resume one at a time, retries first, so that a crowd of retries does not exhaust anyone's budget;
+the number in flight then grows back by one per round of successes.
+
+The headers are the API's word, not proof: a value that cannot be a limit is ignored, and no wait
+they imply is longer than ANALYTICS_MAX_RETRY_WAIT (with a warning), so that a bad header cannot
+hang a run.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
+
+# A Reset this large is a Unix time, not seconds to wait (1e9 s is 2001-09-09 as a date and 31 years
+# as a wait); from 1e12 on, a Unix time in milliseconds.
+EPOCH_FROM = 1e9
+EPOCH_MILLIS_FROM = 1e12
+MAX_LIMIT = 10**9  # requests per window; more is not a limit anyone means
+FAMILIES = ("RateLimit-", "X-RateLimit-")  # IETF draft first: an API sending both means it
+# The ceiling is kept with 1% to spare: the milliseconds between letting a request go and its
+# reaching the wire vary (threads, the GIL), and must not put one request too many into a second.
+CEILING_SPARE = 1.01
+_WINDOW_PARAMETER = re.compile(r";\s*w\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Announced:
+    """A rate limit as one response announced it."""
+
+    limit: int  # requests admitted per window
+    remaining: int  # of them, left in the current window
+    reset: float  # seconds from the response until the window resets
+    epoch: bool  # the reset came as a Unix time
+    whole_seconds: bool  # the reset came in whole seconds: the API rounded it (up, as resets are)
+    window: Optional[float] = None  # the window's length, where the API states it (`w=`)
+    family: str = "X-RateLimit-"
+
+
+def read_limit(headers: Mapping[str, str], wall_now: Optional[float] = None) -> Optional[Announced]:
+    """The limit a response announces, or None if it announces none (a family lacking any of Limit,
+    Remaining or Reset announces none). Raises ValueError, saying why, for values that cannot be a
+    limit: the API is input like any other."""
+    lowered = {str(name).lower(): str(value) for name, value in headers.items()}
+    for family in FAMILIES:
+        values = [lowered.get(f"{family}{part}".lower()) for part in ("Limit", "Remaining", "Reset")]
+        if any(value is None for value in values):
+            continue
+        limit_text, remaining_text, reset_text = values  # type: ignore[misc]
+        limit = _first_number(limit_text, f"{family}Limit")
+        remaining = _first_number(remaining_text, f"{family}Remaining")
+        reset = _first_number(reset_text, f"{family}Reset")
+        if not (limit.is_integer() and 1 <= limit <= MAX_LIMIT):
+            raise ValueError(f"{family}Limit: {limit_text.strip()[:40]!r} is not a number of requests")
+        if not remaining.is_integer():
+            raise ValueError(f"{family}Remaining: {remaining_text.strip()[:40]!r} is not a number of requests")
+        epoch = reset >= EPOCH_FROM
+        whole = reset.is_integer()
+        if epoch:
+            now = time.time() if wall_now is None else wall_now
+            reset = max(0.0, (reset / 1000 if reset >= EPOCH_MILLIS_FROM else reset) - now)
+        policy = lowered.get(f"{family}Policy".lower(), "") if family == "RateLimit-" else ""
+        window = _window(limit_text) or _window(policy)
+        return Announced(int(limit), int(min(remaining, limit)), reset, epoch, whole, window, family)
+    return None
+
+
+def _first_number(text: str, name: str) -> float:
+    """The number of a header's first list member (`10, 10;w=1` is 10)."""
+    first = text.split(",", 1)[0].split(";", 1)[0].strip()
+    try:
+        value = float(first)
+    except ValueError:
+        raise ValueError(f"{name}: {text.strip()[:40]!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: {text.strip()[:40]!r} is not a count or a time")
+    return value
+
+
+def _window(text: str) -> Optional[float]:
+    """A quota policy's window (`10;w=1`), in seconds, if one is stated and positive."""
+    found = _WINDOW_PARAMETER.search(text)
+    seconds = float(found.group(1)) if found else 0.0
+    return seconds if seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A request let through: the throttle needs to know which request an answer belongs to."""
+
+    seq: int  # requests let through so far, this one included
+    sent: float  # monotonic clock
+    waited: float  # seconds it waited to go
+
+
+class AnnouncedBudget:
+    """What the API's rate limit headers say, as learnt from its answers: the limit, the window's
+    length (estimated from the resets announced), and the budget left in the current window (the
+    least `Remaining` announced in it, less the requests unanswered). Not thread-safe: the
+    throttle calls it under its lock, passing the requests in flight (their sequence numbers)."""
+
+    def __init__(self, max_wait: float, warn_once: Callable[[str, str], None], wall_clock: Callable[[], float]) -> None:
+        self.max_wait = max_wait
+        self._warn_once = warn_once
+        self._wall_clock = wall_clock
+        self.limit: Optional[int] = None
+        self.window: Optional[float] = None  # the window's length, as estimated
+        self._trusted = True  # whether the window is read to the whole second (until a 429 says otherwise)
+        self._longest = 0.0  # the longest time to a reset announced, from the request's sending
+        # The budget of the current window: the least any answer in it said remains, less the requests
+        # sent before the window that were still unanswered then (`_remaining`); requests sent since
+        # it began count while they are unanswered. Answers to requests sent before it are old news.
+        self._window_from = 0  # the first request sent in the current window (by what the client knows)
+        self._remaining: Optional[int] = None
+        self._reset_at: Optional[float] = None  # monotonic; None: a fresh window of unknown end
+        self._opened: Optional[tuple[int, float]] = None  # (seq, answer's arrival) of the request that opened it
+
+    @property
+    def interval(self) -> float:
+        """Seconds between the starts of two requests at the announced pace."""
+        return self.window / self.limit if self.window and self.limit else 0.0
+
+    def ready_at(self, now: float, issued: int, in_flight: set[int]) -> Optional[float]:
+        """When the window's budget admits another request (None: it does not constrain it)."""
+        if self.limit is None or self._remaining is None:
+            return None
+        if self._reset_at is not None and now >= self._reset_at:
+            # The window we knew has reset: a full one, less the requests still unanswered.
+            self._open_window(issued + 1, self.limit, None, in_flight)
+            self._opened = None
+        if self._remaining - (len(in_flight) - _unanswered_before(self._window_from, in_flight)) > 0:
+            return None
+        if self._reset_at is None:  # used up before any answer said when it resets
+            self._reset_at = now + self.max_wait
+        return self._reset_at
+
+    def unanswered(self, ticket: Ticket) -> None:
+        """A request ended without an answer: it may have reached the API, no answer said otherwise."""
+        if self._remaining is not None and ticket.seq >= self._window_from:
+            self._remaining -= 1
+
+    def heed(self, ticket: Ticket, status: Optional[int], headers: Mapping[str, str], now: float,
+             in_flight: set[int]) -> bool:
+        """Learns what an answer announces; whether it announced a limit."""
+        try:
+            announced = read_limit(headers, self._wall_clock())
+        except ValueError as error:
+            self._warn_once("implausible", f"ignored the API's rate limit headers: {error}.")
+            return False
+        if announced is None:
+            return False
+        if announced.limit != self.limit:  # a new limit (or the first): what was learnt of the old one is moot
+            self.limit, self.window, self._trusted, self._longest = announced.limit, None, True, 0.0
+            self._window_from, self._remaining, self._reset_at, self._opened = 0, None, None, None
+        reset = announced.reset
+        if reset > self.max_wait:
+            self._warn_once("reset", f"the API announced that its rate limit resets in {reset:.0f} s "
+                            f"({announced.family}Reset); ANALYTICS_MAX_RETRY_WAIT={self.max_wait:g} caps every wait, so "
+                            "requests resume sooner than announced.")
+            reset = self.max_wait
+        latest = now + reset  # the window has reset by then: the API rounds a reset up, never down
+        rounding = 1.0 if announced.whole_seconds and not announced.window else 0.0
+        # And not before: an epoch counts from the wall clock's second, a delay from the request's arrival.
+        earliest = latest - rounding if announced.epoch else ticket.sent + reset - rounding
+        self._longest = min(max(self._longest, latest - ticket.sent), self.max_wait)
+        if announced.remaining == announced.limit - 1:
+            # This request opened the window: it lasts the announced reset from the request's arrival.
+            self._opened = (ticket.seq, now)
+            self._learn_window(announced, reset, latest - ticket.sent)
+        if status == 429 and self._trusted:
+            # Throttled at the pace we set: read the window as long as any reset announced, from now on.
+            self._trusted = False
+            self.window = max(self.window or 0.0, self._longest)
+        if ticket.seq < self._window_from:
+            return True  # sent before the current window: counted while it was unanswered
+        if self._trusted and self._opened is not None and self.window and self._opened[0] <= ticket.seq:
+            guess = self._opened[1] + self.window  # the window ends no later than its opening's answer + its length
+            if guess >= earliest:  # else it is an older window's opening
+                latest = min(latest, guess)
+        newer = (self._remaining is None or announced.remaining == announced.limit - 1
+                 or (self._reset_at is not None and earliest > self._reset_at))
+        if newer:  # the first answer, or one from a window that began after the one we count in
+            self._open_window(ticket.seq, announced.remaining, latest, in_flight)
+        else:
+            # Requests reach the API in another order than they were sent: the least remaining
+            # announced is the newest count (less the requests sent before the window and still
+            # unanswered: they may reach the API after this one), and every end announced is an
+            # upper bound.
+            after = announced.remaining - _unanswered_before(self._window_from, in_flight)
+            self._remaining = min(self._remaining, after)
+            self._reset_at = latest if self._reset_at is None else min(self._reset_at, latest)
+        return True
+
+    def _open_window(self, first_seq: int, remaining: int, reset_at: Optional[float], in_flight: set[int]) -> None:
+        """Count in a new window from request `first_seq` on: the requests sent before it and still
+        unanswered may reach the API in it, so they are spent from its budget now."""
+        self._remaining = remaining - _unanswered_before(first_seq, in_flight)
+        self._window_from, self._reset_at = first_seq, reset_at
+
+    def _learn_window(self, announced: Announced, reset: float, from_sending: float) -> None:
+        """The window's length from an answer to the request that opened it. A reset is only ever
+        rounded up, so the shortest such reading is the truest, until a 429 shows that a reading
+        was too short: from then on the longest."""
+        if announced.window:
+            sample = announced.window
+        elif announced.epoch and announced.whole_seconds and self._trusted:
+            # An epoch counts the wall clock's whole seconds, up to a second more than the window
+            # has left: read to the whole second, as the API states it.
+            sample = max(1.0, math.floor(from_sending))
+        elif announced.epoch:
+            sample = from_sending
+        else:
+            sample = reset  # the API's own count, from the arrival of the request that opened the window
+        sample = min(sample, self.max_wait)
+        if self._trusted:
+            self.window = sample if self.window is None else min(self.window, sample)
+        else:
+            self.window = max(self.window or 0.0, sample)
+
+
+def _unanswered_before(seq: int, in_flight: set[int]) -> int:
+    """Requests sent before request `seq` and not answered yet."""
+    return sum(1 for sent in in_flight if sent < seq)
+
+
+class Throttle:
+    """Decides when each request of one sync may go and how many may be in flight; told every
+    answer. Thread-safe.
+
+    `acquire` before a request is sent (it blocks until the request may go), `release` once its
+    answer is in (or it failed without one). It holds the pace (the announced limit's, or the
+    ceiling's), the announced budget, a pause ordered by a Retry-After, and the requests allowed in
+    flight: ANALYTICS_MAX_CONCURRENCY, dropped to one by a 429 and grown back by one per round of
+    successes. Requests waiting go in order of priority (the attempt number: retries first), then
+    of arrival.
+    """
+
+    def __init__(self, max_wait: float, max_per_second: Optional[float] = None, max_in_flight: Optional[int] = None,
+                 warn: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.max_wait = max_wait
+        self.max_per_second = max_per_second
+        self.max_in_flight = max_in_flight
+        self._warn = warn
+        self._warned: set[str] = set()
+        self._clock = clock
+        self._condition = threading.Condition()
+        self._queue: list[tuple[int, int]] = []  # (-priority, arrival) of the requests waiting
+        self._arrivals = itertools.count()
+        self._issued = 0
+        self._in_flight: set[int] = set()  # seqs of the requests sent and not yet answered
+        self._last_start = -math.inf
+        self._paused_until = -math.inf
+        self._allowed = max_in_flight  # requests allowed in flight now; None: no cap
+        self._successes = 0  # since the allowance last grew
+        self.budget = AnnouncedBudget(max_wait, self._warn_once, wall_clock)
+
+    # --- the two calls of a request ------------------------------------------------------------
+
+    def acquire(self, priority: int = 1) -> Ticket:
+        """Blocks until the request may go. Called as late as possible, just before the request goes
+        on the wire, so that what it waited for still holds when it arrives; `priority` (the attempt
+        number) lets a request that was refused already go before first attempts, so that no
+        request spends its retries while others keep taking the window's budget."""
+        started = self._clock()
+        with self._condition:
+            me = (-priority, next(self._arrivals))
+            heapq.heappush(self._queue, me)
+            try:
+                while True:
+                    now = self._clock()
+                    timeout: Optional[float] = None  # not our turn, or capped in flight: until told
+                    if self._queue[0] == me:
+                        ready = self._ready_at(now)
+                        if ready is not None and ready <= now:
+                            break
+                        timeout = None if ready is None else ready - now
+                    self._condition.wait(timeout)
+            except BaseException:
+                self._queue.remove(me)
+                heapq.heapify(self._queue)
+                self._condition.notify_all()
+                raise
+            heapq.heappop(self._queue)
+            self._issued += 1
+            self._in_flight.add(self._issued)
+            self._last_start = now
+            ticket = Ticket(self._issued, now, now - started)
+            self._condition.notify_all()
+        return ticket
+
+    def release(self, ticket: Ticket, status: Optional[int] = None, headers: Optional[Mapping[str, str]] = None,
+                retry_after: Optional[float] = None) -> None:
+        """What became of a request (its status and headers, and its Retry-After in seconds; nothing
+        if it failed without an answer). Every answer counts: the headers are the API's current
+        budget, a Retry-After is addressed to the client as a whole, and a 429 means the pace was
+        wrong. Must be called for every ticket, or the requests in flight are miscounted."""
+        now = self._clock()
+        with self._condition:
+            self._in_flight.discard(ticket.seq)
+            if headers is None or not self.budget.heed(ticket, status, headers, now, self._in_flight):
+                self.budget.unanswered(ticket)
+            if retry_after is not None and status in (429, 503):
+                # The server asked the client, not one request, to wait: every request waits.
+                self._paused_until = max(self._paused_until, now + min(max(retry_after, 0.0), self.max_wait))
+            if status == 429:
+                self._allowed, self._successes = 1, 0
+            elif status is not None and status < 400 and self._allowed != self.max_in_flight:
+                self._successes += 1
+                if self._successes >= self._allowed:
+                    self._allowed, self._successes = self._grown(self._allowed + 1), 0
+            self._condition.notify_all()
+
+    def _grown(self, allowed: int) -> Optional[int]:
+        return allowed if self.max_in_flight is None or allowed < self.max_in_flight else self.max_in_flight
+
+    # --- what the state says ---------------------------------------------------------------------
+
+    @property
+    def interval(self) -> float:
+        """Seconds between the starts of two requests: the announced pace, or the ceiling's."""
+        ceiling = CEILING_SPARE / self.max_per_second if self.max_per_second else 0.0
+        return min(max(ceiling, self.budget.interval), self.max_wait)
+
+    @property
+    def window(self) -> Optional[float]:
+        """The announced limit's window, as estimated so far."""
+        return self.budget.window
+
+    @property
+    def allowed_in_flight(self) -> Optional[int]:
+        """Requests that may be in flight now (None: no cap): what is worth sending ahead."""
+        return self._allowed
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting to go."""
+        with self._condition:
+            return len(self._queue)
+
+    def delay(self) -> float:
+        """Seconds until the next request may go (inf while it waits for an answer in flight):
+        the throttle's decision, without waiting for it."""
+        with self._condition:
+            now = self._clock()
+            ready = self._ready_at(now)
+            return math.inf if ready is None else max(0.0, ready - now)
+
+    def _ready_at(self, now: float) -> Optional[float]:
+        """When the next request may go; None while the requests in flight are all that may be."""
+        if self._allowed is not None and len(self._in_flight) >= self._allowed:
+            return None
+        ready = max(self._last_start + self.interval, self._paused_until)
+        budget_ready = self.budget.ready_at(now, self._issued, self._in_flight)
+        return ready if budget_ready is None else max(ready, budget_ready)
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind in self._warned or self._warn is None:
+            return
+        self._warned.add(kind)
+        self._warn(message)
