@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+MIN_MASKED = 4  # shorter text is no secret worth hiding, and masking it would garble messages
 
 
 class SettingsError(ValueError):
@@ -132,7 +138,8 @@ class WarehouseFileError(AnalyticsSyncError):
         super().__init__(
             f"DuckDB could not open the {path}: {detail.strip().splitlines()[0][:300]}. If it is held open "
             "by another process (a notebook, the DuckDB shell), close that connection and run again; runs "
-            "of this project queue on the `duckdb_writer` pool instead of colliding."
+            "of this project wait for each other, and for such a process, up to "
+            "ANALYTICS_WAREHOUSE_LOCK_WAIT seconds."
         )
 
 
@@ -144,6 +151,23 @@ class WarehouseUnreachable(AnalyticsSyncError):
             f"warehouse credentials: ${variable} or [destination.{destination}] in .dlt/secrets.toml; "
             "and that the server is reachable from here."
         )
+
+
+def spellings(secret: str) -> set[str]:
+    """Every way a secret travels in a request or comes back in an echo of it: as it is,
+    form-urlencoded, percent-encoded, JSON-escaped, and in base64 (an HTTP Basic header)."""
+    encoded = base64.b64encode(secret.encode()).decode()
+    forms = {secret, quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1], encoded,
+             encoded.rstrip("=")}
+    return {form for form in forms if len(form) >= MIN_MASKED}
+
+
+def masked(text: str, secrets: Iterable[str], limit: Optional[int] = None) -> str:
+    """`text` with every spelling of every secret replaced by `***`, and only then cut to `limit`
+    characters: cutting first could leave half a secret that no longer matches."""
+    for form in sorted({form for secret in secrets if secret for form in spellings(secret)}, key=len, reverse=True):
+        text = text.replace(form, MASK)
+    return text if limit is None or len(text) <= limit else text[:limit] + "…"
 
 
 def root_cause(error: BaseException) -> BaseException:

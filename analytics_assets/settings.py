@@ -66,6 +66,9 @@ class Settings(BaseModel):
     duckdb_path: Path = Field(
         Path("data/warehouse.duckdb"), description="the DuckDB file (not `analytics.duckdb`: DuckDB names "
         "the catalog after the file stem, and a catalog named like the schema makes `analytics.<table>` ambiguous)")
+    warehouse_lock_wait: float = Field(
+        600.0, gt=0, le=86_400, allow_inf_nan=False, description="seconds a run waits for a DuckDB file another "
+        "run or process is using before it fails (every connection to the file takes it in turn)")
     writer_pool_limit: Optional[int] = Field(
         None, gt=0, description="steps writing the warehouse at once, set on the pool when it is first "
         "created (default: the instance's pool limit); DuckDB needs 1")
@@ -89,8 +92,8 @@ class Settings(BaseModel):
         60.0, ge=0, le=3600, allow_inf_nan=False,
         description="renew a token this many seconds before it expires (at most half its lifetime)")
     max_concurrency: int = launch_field(
-        8, gt=0, le=64, description="page requests in flight in total once the API reports `total` (halved on "
-        "each 429, grown back by one); `1` pages strictly in turn")
+        8, gt=0, le=64, description="requests to the API in flight at once, pages requested ahead included (after "
+        "a 429, one at a time, growing back by one per round of successes); `1` pages strictly in turn")
     max_requests_per_second: Optional[float] = launch_field(
         None, gt=0, le=10_000, allow_inf_nan=False,
         description="a ceiling on requests to the API per second, retries included, whatever limit it announces "

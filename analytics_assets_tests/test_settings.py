@@ -52,3 +52,17 @@ def test_only_reads_the_named_variables():
     assert Settings.from_env(env, only=("destination",)).destination == "postgres"
     with pytest.raises(SettingsError, match="ANALYTICS_MAX_RETRIES must be zero or more; got '-1'"):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize("url", [
+    "http://user:hunter2-secret@api.example.com",      # refused for plain http first
+    "ftp://user:hunter2-secret@127.0.0.1",             # for its scheme first
+    "http://user:hunter2-secret\\@127.0.0.1/",        # for its backslash first
+    "https://user:hunter2-secret@api.example.com/ x",  # for its space first
+])
+def test_a_url_refused_for_another_reason_never_shows_its_credentials(url):
+    from analytics_assets.api.urls import check_url
+
+    with pytest.raises(SettingsError) as refused:
+        check_url(url, "ANALYTICS_API_BASE_URL")
+    assert "hunter2" not in str(refused.value) and "ANALYTICS_API_BASE_URL" in str(refused.value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import threading
 from typing import Annotated, Any, Optional
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote_plus
 
 import pendulum
 from requests import Response, Session
@@ -20,12 +20,13 @@ from requests import Response, Session
 from dlt.common.configuration import NotResolved, configspec
 from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
 
-from ..errors import CredentialsRejected, TokenEndpointError
+from ..errors import CredentialsRejected, TokenEndpointError, masked
 from .config import AuthOptions
 from .stats import SyncStats
 from .urls import host_of
 
 BEARER = "Bearer "
+MAX_REASON = 400  # characters of the provider's reason shown, after masking
 
 
 @configspec
@@ -63,8 +64,7 @@ class ClientCredentials(OAuth2ClientCredentials):
                 **self.access_token_request_data}
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if self.token_endpoint_auth_method == "client_secret_basic":
-            pair = f"{quote_plus(str(self.client_id))}:{quote_plus(str(self.client_secret))}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            headers["Authorization"] = "Basic " + base64.b64encode(self._basic_pair().encode()).decode()
         else:
             data.update(client_id=self.client_id, client_secret=self.client_secret)
         return {"headers": headers, "data": data}
@@ -106,13 +106,16 @@ class ClientCredentials(OAuth2ClientCredentials):
             return ""
         if not isinstance(payload, dict):
             return ""
-        said = ": ".join(str(payload[key])[:200] for key in ("error", "error_description") if payload.get(key))
-        for secret in (str(self.client_secret), str(self.client_id)):
-            for form in (secret, quote_plus(secret), quote(secret, safe=""),
-                         base64.b64encode(secret.encode()).decode().rstrip("=")):
-                if len(form) >= 4:
-                    said = said.replace(form, "***")
-        return said
+        said = ": ".join(str(payload[key]) for key in ("error", "error_description") if payload.get(key))
+        return masked(said, self.secrets(), limit=MAX_REASON)
+
+    def secrets(self) -> list[str]:
+        """What must never be shown: the credentials, alone and as the HTTP Basic pair (form-urlencoded
+        first), and the access token."""
+        return [str(self.client_secret), str(self.client_id), self._basic_pair(), str(self.access_token or "")]
+
+    def _basic_pair(self) -> str:
+        return f"{quote_plus(str(self.client_id))}:{quote_plus(str(self.client_secret))}"
 
     def token(self, rejected: Optional[str] = None) -> str:
         """The current token, renewed first if it is due, or if it is still the `rejected` one

@@ -45,6 +45,7 @@ API_GROUP = "analytics_api"
 TABLE_GROUP = "analytics"
 OWNERS = ["team:analytics-engineering"]
 PREVIEW_ROWS = 5
+ROWS_OF_DAY = "rows_of_day:"  # the table's rows of a day, read after the load, until they go on the day's partition
 
 
 def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
@@ -173,20 +174,22 @@ def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefi
         try:
             pipeline = warehouse.pipeline(context.run.run_id)
             with ApiClient(definition, settings, stats) as client:
-                with loading(pipeline, definition.names):
+                with loading(pipeline, definition.names, warehouse.settings().warehouse_lock_wait, context.log.info) as sql:
                     context.log.info(f"Syncing records of {window} from {client.base_url} into {location(pipeline)}")
-                    results = list(dlt.run(context=context, dlt_source=build_source(client, window),
-                                           dlt_pipeline=pipeline, dagster_dlt_translator=translator,
-                                           loader_file_format=file_format(pipeline)))
+                    loaded = list(dlt.run(context=context, dlt_source=build_source(client, window),
+                                          dlt_pipeline=pipeline, dagster_dlt_translator=translator,
+                                          loader_file_format=file_format(pipeline)))
+                    # Read before another run's load can change what this one wrote.
+                    results = [with_table_figures(context, sql, result, definition.resource(result.asset_key.path[-1]))
+                               for result in loaded]
                 context.log.info("sync finished: " + stats.summary())
                 totals = {result.asset_key: days_api_totals(context, client, definition.resource(
                     result.asset_key.path[-1]), stats) for result in results}
         except Exception as error:
             raise Failure(description=str(root_cause(error))) from error
-        with warehouse.sql(context.run.run_id) as sql:
-            for result in results:
-                resource = definition.resource(result.asset_key.path[-1])
-                yield with_sync_metadata(context, sql, result, resource, stats, totals[result.asset_key])
+        for result in results:
+            resource = definition.resource(result.asset_key.path[-1])
+            yield with_sync_metadata(context, result, resource, stats, totals[result.asset_key])
 
     return analytics_tables
 
@@ -207,19 +210,34 @@ def days_api_totals(context: AssetExecutionContext, client: ApiClient, resource:
         return {}
 
 
-def with_sync_metadata(context: AssetExecutionContext, sql: WarehouseSql, result: MaterializeResult,
-                       resource: Resource, stats: SyncStats, api_totals: Mapping[str, Optional[int]]) -> MaterializeResult:
+def with_table_figures(context: AssetExecutionContext, sql: WarehouseSql, result: MaterializeResult,
+                       resource: Resource) -> MaterializeResult:
+    """What the table holds right after this run's load: each day's rows, the records this load
+    wrote (its rows carrying its `_dlt_load_id`, counted by key), and a preview."""
+    window = window_of(context)
+    table, cursor = sql.table(resource.name), resource.incremental.cursor_path
+    load_id = (result.metadata or {}).get("dlt_load_id", "")
+    rows_by_day = sql.rows_per_day(table, cursor, window)
+    figures = {
+        **{f"{ROWS_OF_DAY}{day}": MetadataValue.int(rows_by_day.get(day, 0)) for day in context.partition_keys},
+        "run_rows_landed_distinct": MetadataValue.int(sql.distinct_in_load(table, resource.primary_key, load_id)),
+        "preview": _preview(sql, table, cursor, resource.primary_key, window),
+    }
+    return MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **figures})
+
+
+def with_sync_metadata(context: AssetExecutionContext, result: MaterializeResult, resource: Resource,
+                       stats: SyncStats, api_totals: Mapping[str, Optional[int]]) -> MaterializeResult:
     """Each day's own figures on its partition; the run's figures once per materialization, under
     names that say they are the run's (in a range run, every day's event carries them)."""
     window = window_of(context)
-    table, cursor = sql.table(resource.name), resource.incremental.cursor_path
     counts = stats.of(resource.name)
-    rows_by_day = sql.rows_per_day(table, cursor, window)
+    metadata = dict(result.metadata or {})
     for partition_key in context.partition_keys:
         day = Window.of_days(partition_key)
         day_metadata = {
             "records_fetched": MetadataValue.int(counts.by_day.get(partition_key, 0)),
-            "dagster/partition_row_count": MetadataValue.int(rows_by_day.get(partition_key, 0)),
+            "dagster/partition_row_count": metadata.pop(f"{ROWS_OF_DAY}{partition_key}"),
             "window_start": MetadataValue.timestamp(day.start),
             "window_end": MetadataValue.timestamp(day.end),
         }
@@ -228,7 +246,7 @@ def with_sync_metadata(context: AssetExecutionContext, sql: WarehouseSql, result
         context.add_asset_metadata(day_metadata, asset_key=result.asset_key, partition_key=partition_key)
     drift = sorted(stats.drift_columns.get(resource.name, ()))
     metadata = {
-        **(result.metadata or {}),
+        **metadata,
         "run": MetadataValue.dagster_run(context.run.run_id),
         "run_window_start": MetadataValue.timestamp(window.start),
         "run_window_end": MetadataValue.timestamp(window.end),
@@ -236,7 +254,6 @@ def with_sync_metadata(context: AssetExecutionContext, sql: WarehouseSql, result
         "run_records_fetched_distinct": MetadataValue.int(stats.distinct_ids(resource.name)),
         "run_api_total": MetadataValue.int(counts.api_total if counts.api_total is not None else counts.records),
         "schema_drift": MetadataValue.text(", ".join(drift) if drift else "none"),
-        "preview": _preview(sql, table, cursor, resource.primary_key, window),
     }
     if resource.columns:
         metadata["dagster/column_schema"] = column_schema(resource, drift)

@@ -10,13 +10,16 @@ window ends only with exactly `total` records, so it fetched at least `total` (m
 left the window while it was read, and was kept as read).
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetKey,
+    DagsterEventType,
+    EventLogEntry,
     MetadataValue,
     asset_check,
     build_time_partition_freshness_checks,
@@ -36,7 +39,7 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
     @asset_check(asset=key, name="id_unique", blocking=True, pool=destination.pool,
                  description=f"No two rows share an `{id_column}` (the merge key).")
     def id_unique(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
-        with warehouse.sql(context.run.run_id) as sql:
+        with warehouse.sql(context.run.run_id, context.log.info) as sql:
             duplicated = f"SELECT {id_column} FROM {sql.table(name)} GROUP BY {id_column} HAVING count(*) > 1"
             count = sql.rows(f"SELECT count(*) FROM ({duplicated}) d")[0][0]
             first = sql.rows(f"{duplicated} ORDER BY {id_column} LIMIT 20") if count else []
@@ -49,7 +52,7 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
                  description=f"Columns declared NOT NULL hold no nulls: {', '.join(required)}.")
     def required_columns_not_null(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
         counts = ", ".join(f"count(*) FILTER (WHERE {column} IS NULL)" for column in required)
-        with warehouse.sql(context.run.run_id) as sql:
+        with warehouse.sql(context.run.run_id, context.log.info) as sql:
             nulls = sql.rows(f"SELECT {counts} FROM {sql.table(name)}")[0]
         return AssetCheckResult(passed=not any(nulls), metadata={
             "null_rows": MetadataValue.int(sum(nulls)),
@@ -57,19 +60,22 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
         })
 
     @asset_check(asset=key, name="window_complete", blocking=True, pool=destination.pool,
-                 description="Every record the latest materialization fetched is in the table (its rows carrying "
-                 "that load's `_dlt_load_id` are as many as the distinct records it fetched), and it fetched at "
-                 "least the API's `total` for its window.")
+                 description="Every record the materialization fetched is in the table (its rows carrying that "
+                 "load's `_dlt_load_id` are as many as the distinct records it fetched), and it fetched at least "
+                 "the API's `total` for its window. Counted again now, or, once a later load has merged rows of "
+                 "its own over this one's, as counted right after this load.")
     def window_complete(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
-        event = context.instance.get_latest_materialization_event(key)
+        event = materialization_to_check(context, key)
         metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
         if "dlt_load_id" not in metadata:
             return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN,
                                     metadata={"reason": "no materialization has been recorded yet"})
         load_id, api_total = metadata["dlt_load_id"].value, metadata["run_api_total"].value
         fetched = metadata["run_records_fetched_distinct"].value
-        with warehouse.sql(context.run.run_id) as sql:
-            landed = sql.distinct_in_load(sql.table(name), id_column, load_id)
+        with warehouse.sql(context.run.run_id, context.log.info) as sql:
+            superseded = sql.later_loads(load_id) > 0
+            landed = metadata["run_rows_landed_distinct"].value if superseded else \
+                sql.distinct_in_load(sql.table(name), id_column, load_id)
         return AssetCheckResult(
             passed=landed == fetched >= api_total,
             metadata={
@@ -80,11 +86,21 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
                 "api_total": MetadataValue.int(api_total),
                 "fetched_distinct_ids": MetadataValue.int(fetched),
                 "rows_of_this_load": MetadataValue.int(landed),
+                "counted": MetadataValue.text("right after the load (a later load merged over it)" if superseded
+                                              else "now"),
                 "ids_missing": MetadataValue.int(max(0, fetched - landed, api_total - fetched)),
             },
         )
 
     return [id_unique, window_complete] + ([required_columns_not_null] if required else [])
+
+
+def materialization_to_check(context: AssetCheckExecutionContext, key: AssetKey) -> Optional[EventLogEntry]:
+    """This run's materialization of `key`; the latest one when the check runs on its own. Another
+    run's materialization, later than this run's, is not this run's to judge."""
+    own = context.instance.all_logs(context.run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    own = [entry for entry in own if entry.asset_materialization and entry.asset_materialization.asset_key == key]
+    return own[-1] if own else context.instance.get_latest_materialization_event(key)
 
 
 # By noon UTC the day that ended twelve hours ago must be there: the latest partition is at most a

@@ -123,7 +123,7 @@ def build_summary(definition: ApiDefinition, destination: Destination) -> list:
 
     @multi_asset(name=SUMMARY, specs=[spec], pool=destination.pool)
     def resource_name_daily_summary(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-        with warehouse.sql(context.run.run_id) as sql:
+        with warehouse.sql(context.run.run_id, context.log.info) as sql:
             rebuild_summary(sql, sql.table(SUMMARIZED), cursor)
             days, rows, records = sql.rows(f"SELECT count(DISTINCT day), count(*), coalesce(sum(record_count), 0) "
                                            f"FROM {SUMMARY_TABLE}")[0]
@@ -136,7 +136,7 @@ def build_summary(definition: ApiDefinition, destination: Destination) -> list:
     @asset_check(asset=SUMMARY_KEY, name="record_count_matches_table", pool=destination.pool,
                  description="For every day, the model's record_count adds up to the table's rows of that day.")
     def record_count_matches_table(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
-        with warehouse.sql(context.run.run_id) as sql:
+        with warehouse.sql(context.run.run_id, context.log.info) as sql:
             differing = days_differing(sql, sql.table(SUMMARIZED), cursor)
         return AssetCheckResult(passed=not differing, metadata={
             "days_differing": MetadataValue.int(len(differing)),

@@ -13,7 +13,8 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+import logging
+from typing import Annotated, Callable, Iterator, Optional
 
 import dlt
 from dagster import ConfigurableResource, InitResourceContext
@@ -25,8 +26,9 @@ from ..warehouse.pool import create_pool, release_slots_of_dead_runs
 from ..warehouse.destinations import DESTINATIONS, WarehouseTarget, private_folder
 from ..warehouse.sql import WarehouseSql, open_sql
 
+logger = logging.getLogger(__name__)
 RUN_FOLDER_MARK = ".analytics-assets-run"  # marks a dlt working folder this project created
-WAREHOUSE_SETTINGS = ("destination", "duckdb_path", "writer_pool_limit")  # the warehouse resource reads no other
+WAREHOUSE_SETTINGS = ("destination", "duckdb_path", "writer_pool_limit", "warehouse_lock_wait")  # the warehouse resource reads no other
 
 
 class _AnalyticsApi(ConfigurableResource):
@@ -109,7 +111,9 @@ class WarehouseResource(ConfigurableResource):
         return make_pipeline(self.target(), pipelines_dir=folder, staging_suffix=run_id[:8])
 
     @contextmanager
-    def sql(self, run_id: str) -> Iterator[WarehouseSql]:
-        """SQL on the warehouse through dlt's client for its destination (see warehouse/sql.py)."""
-        with open_sql(self.pipeline(run_id)) as sql:
+    def sql(self, run_id: str, say: Callable[[str], None] = logger.info,
+            wait: Optional[float] = None) -> Iterator[WarehouseSql]:
+        """SQL on the warehouse through dlt's client for its destination (see warehouse/sql.py); a
+        DuckDB file is waited for up to `wait` seconds (default ANALYTICS_WAREHOUSE_LOCK_WAIT)."""
+        with open_sql(self.pipeline(run_id), wait or self.settings().warehouse_lock_wait, say) as sql:
             yield sql

@@ -47,6 +47,7 @@ from .resources import AnalyticsApiResource, WarehouseResource
 
 RECONCILE_SENSOR = "analytics_reconcile"
 RECONCILE_INTERVAL_SECONDS = 3600
+SENSOR_LOCK_WAIT = 10.0  # a tick waits this long for a DuckDB file a run is loading, then skips
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
@@ -94,7 +95,7 @@ def build_reconcile_sensor(definition: ApiDefinition, partitions_def: TimeWindow
 def table_rows(warehouse: WarehouseResource, definition: ApiDefinition, days: Sequence[str]) -> dict[str, dict]:
     """Each table's rows per day of `days`; none for a table not created yet."""
     window = Window.of_days(days[0], days[-1])
-    with warehouse.sql(RECONCILE_SENSOR) as sql:
+    with warehouse.sql(RECONCILE_SENSOR, wait=SENSOR_LOCK_WAIT) as sql:
         return {
             resource.name: sql.rows_per_day(sql.table(resource.name), resource.incremental.cursor_path, window)
             if sql.has_table(sql.table(resource.name)) else {}

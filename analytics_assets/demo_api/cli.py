@@ -50,6 +50,7 @@ _FIELD_HELP: dict[str, dict[str, str]] = {
         "window_params": "names of the query parameters of the window's start (inclusive) and end",
         "window_format": "how the window parameters are written",
         "ignore_window": "ignore the window and serve everything, like an API that misnames it",
+        "ignore_window_start": "serve everything before the window's end, like an API that misreads its start",
         "window_end_inclusive": "the window's end is inclusive",
         "timestamp_format": "how records' created_at and updated_at are served",
         "numbers_as_strings": "serve metric_value and event_count as JSON strings",

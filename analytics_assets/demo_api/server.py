@@ -55,6 +55,7 @@ FAULT_DOCS: dict[str, str] = {
     "data_not_list": "`data` is an object, not a list",
     "total_not_number": '`total` is the string "many"',
     "repeat_page": "the previous successful answer of the path again",
+    "duplicate_record": "the page's last record replaced by a copy of its first (an API serving one record twice)",
     "unauthorized": "a 401 although the credentials or the token are good",
     "redirect": "a redirect to [location] (required) [status=307]",
     "nested": "the first record gets a field nested [depth=1000] objects deep",
@@ -143,6 +144,7 @@ class DemoApiConfig:
     window_params: tuple[str, str] = ("updated_since", "updated_until")
     window_format: str = "iso8601"  # "iso8601", "epoch_seconds", "epoch_millis" or "date"
     ignore_window: bool = False  # serve everything, like an API that ignores or misnames the window
+    ignore_window_start: bool = False  # serve everything before the window's end, like an API misreading its start
     window_end_inclusive: bool = False
     timestamp_format: str = "z"  # created_at/updated_at as served: "z", "offset", "naive", "epoch_seconds", ...
     numbers_as_strings: bool = False  # metric_value and event_count as JSON strings
@@ -1396,6 +1398,8 @@ class DemoApi:
         if config.ignore_window:  # such an API does not even look at the parameters, let alone reject them
             return _PageRequest(None, None, offset, size, after)
         lo, hi = (_time_param(query, name, config.window_format) for name in config.window_params)
+        if config.ignore_window_start:
+            lo = None
         if hi is not None and config.window_end_inclusive:
             hi += "\x00"  # keys never hold NUL, so `key < hi + NUL` is exactly `key <= hi`
         return _PageRequest(lo, hi, offset, size, after)
@@ -1492,6 +1496,8 @@ class DemoApi:
             return self._page(query, request, page, data='{"id":1}', total_json=str(page.total))
         if kind == "total_not_number":
             return self._page(query, request, page, total_json='"many"')
+        if kind == "duplicate_record" and len(page.fragments) > 1:
+            return self._page(query, request, page._replace(fragments=[*page.fragments[:-1], page.fragments[0]]))
         if kind == "total_lies":
             lie = DEFAULT_VALUES[kind] if fault.value is None else fault.value
             return self._page(query, request, page, total_json=_raw_json(lie))

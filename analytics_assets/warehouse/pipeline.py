@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import dlt
 from dlt.common.pipeline import LoadInfo
+from dlt.destinations.sql_client import SqlClientBase
 from dlt.extract import DltSource
 
 from ..api.definition import ApiDefinition
@@ -26,7 +27,7 @@ from ..api.source import SOURCE_NAME, build_source
 from ..errors import diagnosed
 from ..settings import Settings
 from .destinations import DESTINATIONS, WarehouseTarget
-from .sql import CREATING_TABLES_LOCK, connect
+from .sql import CREATING_TABLES_LOCK, DEFAULT_LOCK_WAIT, WarehouseSql, connect
 
 DATASET_NAME = "analytics"
 PIPELINE_NAME = "analytics_assets"
@@ -59,38 +60,47 @@ class _JsonHintNotice(logging.Filter):
 
 
 @contextmanager
-def loading(pipeline: dlt.Pipeline, tables: Iterable[str]) -> Iterator[None]:
-    """What a load needs around it, when other runs may write the same warehouse at once: a table
-    dropped by hand is created again, a run that creates tables does so alone, and a run's own
-    staging dataset is dropped afterwards, whether its load succeeded or not."""
-    creating = _missing_tables(pipeline, tables) and pipeline.destination.destination_name == "postgres"
-    notice = _JsonHintNotice()
-    logging.getLogger("dlt").addFilter(notice)
-    try:
-        with _creating_tables(pipeline) if creating else nullcontext():
-            yield
-    finally:
-        logging.getLogger("dlt").removeFilter(notice)
-        if "staging_dataset_name_layout" in pipeline.destination.config_params:
-            with connect(pipeline) as client, client.with_staging_dataset():
-                if client.has_dataset():
-                    client.drop_dataset()
+def loading(pipeline: dlt.Pipeline, tables: Iterable[str], wait: float = DEFAULT_LOCK_WAIT,
+            say: Callable[[str], None] = logger.info) -> Iterator[WarehouseSql]:
+    """What a load needs around it, when other runs may write the same warehouse at once: a DuckDB
+    file held by this run alone (`sql.connect`), a table dropped by hand created again, a run
+    that creates tables doing so alone, and a run's own staging dataset dropped afterwards, whether
+    its load succeeded or not. Yields the warehouse's SQL, for figures read before another run's
+    load can change what this one wrote."""
+    # The connection stays open for the whole load: a DuckDB file is then this process's alone, and
+    # dlt's own connections share it.
+    with connect(pipeline, wait, say) as client:
+        creating = _missing_tables(client, pipeline, tables) and pipeline.destination.destination_name == "postgres"
+        notice = _JsonHintNotice()
+        logging.getLogger("dlt").addFilter(notice)
+        try:
+            with _creating_tables(pipeline) if creating else nullcontext():
+                yield WarehouseSql(client)
+        finally:
+            logging.getLogger("dlt").removeFilter(notice)
+            _drop_staging(pipeline)
 
 
-def _missing_tables(pipeline: dlt.Pipeline, tables: Iterable[str]) -> bool:
+def _drop_staging(pipeline: dlt.Pipeline) -> None:
+    if "staging_dataset_name_layout" in pipeline.destination.config_params:
+        with connect(pipeline) as client, client.with_staging_dataset():
+            if client.has_dataset():
+                client.drop_dataset()
+
+
+def _missing_tables(client: SqlClientBase, pipeline: dlt.Pipeline, tables: Iterable[str]) -> bool:
     """Whether this run creates tables. A table of ours dropped by hand is created again: dlt
     restores its schema from the destination's `_dlt_version` and, finding it current, would skip
     creating a table it believes exists, so this schema's stored versions are forgotten."""
-    with connect(pipeline) as client:
-        if not client.has_dataset():
-            return True
-        existing = {row[0] for row in client.execute_sql(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", pipeline.dataset_name)}
-        missing = sorted(set(tables) - existing)
-        if missing and "_dlt_version" in existing:
-            logger.warning(f"Tables {', '.join(missing)} are missing from {pipeline.dataset_name}: creating them again.")
-            client.execute_sql(f"DELETE FROM {client.make_qualified_table_name('_dlt_version')} WHERE schema_name = %s",
-                               SOURCE_NAME)
+    if not client.has_dataset():
+        return True
+    existing = {row[0] for row in client.execute_sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", pipeline.dataset_name)}
+    missing = sorted(set(tables) - existing)
+    if missing and "_dlt_version" in existing:
+        logger.warning(f"Tables {', '.join(missing)} are missing from {pipeline.dataset_name}: creating them again.")
+        client.execute_sql(f"DELETE FROM {client.make_qualified_table_name('_dlt_version')} WHERE schema_name = %s",
+                           SOURCE_NAME)
     return bool(missing)
 
 
@@ -108,12 +118,12 @@ def _creating_tables(pipeline: dlt.Pipeline) -> Iterator[None]:
             client.execute_sql("SELECT pg_advisory_unlock(%s)", CREATING_TABLES_LOCK)
 
 
-def load(pipeline: dlt.Pipeline, source: DltSource) -> LoadInfo:
+def load(pipeline: dlt.Pipeline, source: DltSource, wait: float = DEFAULT_LOCK_WAIT) -> LoadInfo:
     """Run a prepared source. Packages left by an earlier failed run are dropped first: their data
     is refetched by this run, and loading them could resurrect a half-finished attempt."""
     with diagnosed():
         pipeline.abort_packages()
-        with loading(pipeline, source.resources.keys()):
+        with loading(pipeline, source.resources.keys(), wait):
             return pipeline.run(source, loader_file_format=file_format(pipeline))
 
 
@@ -121,4 +131,4 @@ def sync(pipeline: dlt.Pipeline, definition: ApiDefinition, settings: Settings,
          window: Optional[Window] = None, stats: Optional[SyncStats] = None) -> LoadInfo:
     """One sync of `window` (every record when None) without Dagster."""
     with diagnosed(), ApiClient(definition, settings, stats or SyncStats()) as client:
-        return load(pipeline, build_source(client, window))
+        return load(pipeline, build_source(client, window), settings.warehouse_lock_wait)

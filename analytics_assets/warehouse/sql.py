@@ -7,8 +7,10 @@ destination; sqlglot (which dlt ships) rewrites it for the others.
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import dlt
 import sqlglot
@@ -16,8 +18,13 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
 from ..errors import WarehouseFileError, WarehouseUnreachable, diagnosed
+from ..settings import Settings
 from ..window import Window
 from .destinations import owner_only
+from .locks import exclusive
+
+logger = logging.getLogger(__name__)
+DEFAULT_LOCK_WAIT: float = Settings.model_fields["warehouse_lock_wait"].default
 
 SQL_DIALECT = "postgres"  # the dialect this project's SQL is written in
 # pg_advisory_lock key held by whichever run creates schemas or tables on a shared warehouse.
@@ -79,6 +86,10 @@ class WarehouseSql:
         return self.rows(f"SELECT count(*) FROM (SELECT {column} FROM {table} WHERE _dlt_load_id = %s "
                          f"GROUP BY {column} HAVING count(*) >= 1) AS distinct_values", load_id)[0][0]
 
+    def later_loads(self, load_id: str) -> int:
+        """Loads into the dataset after `load_id` (dlt's load ids grow with time)."""
+        return self.rows(f"SELECT count(*) FROM {self.table('_dlt_loads')} WHERE load_id > %s", load_id)[0][0]
+
     @contextlib.contextmanager
     def creating_tables(self) -> Iterator[None]:
         """A transaction that creates tables. On PostgreSQL, `CREATE ... IF NOT EXISTS` is not atomic:
@@ -100,29 +111,52 @@ def location(pipeline: dlt.Pipeline) -> str:
 
 
 @contextlib.contextmanager
-def connect(pipeline: dlt.Pipeline) -> Iterator[SqlClientBase]:
-    """dlt's SQL client with its connection open. A file DuckDB cannot open, or a server that refuses
-    the connection, fails naming the file or the server and where credentials come from, never
-    quoting them."""
-    client = pipeline.sql_client()
-    try:
-        client.open_connection()
-    except Exception as error:
-        driver: BaseException = error  # dlt wraps the driver's own error: that one says what happened
-        while driver.__cause__ is not None or driver.__context__ is not None:
-            driver = driver.__cause__ or driver.__context__  # type: ignore[assignment]
-        if pipeline.destination.destination_name == "duckdb":
-            raise WarehouseFileError(location(pipeline), str(driver)) from None
-        raise WarehouseUnreachable(pipeline.destination.destination_name, location(pipeline), str(driver)) from None
-    if pipeline.destination.destination_name == "duckdb":
-        owner_only(Path(client.credentials.database))
-    try:
-        yield client
-    finally:
-        client.close_connection()
+def connect(pipeline: dlt.Pipeline, wait: float = DEFAULT_LOCK_WAIT,
+            say: Callable[[str], None] = logger.info) -> Iterator[SqlClientBase]:
+    """dlt's SQL client with its connection open. A DuckDB file is this thread's alone while it is
+    open: the lock beside it is taken first (`locks.py`, re-entrant), and a file another program
+    holds open (a notebook, the DuckDB shell) is waited for too; both up to `wait` seconds, said
+    once through `say`. A file that cannot be opened, or a server that refuses the connection,
+    fails naming the file or the server and where credentials come from, never quoting them."""
+    duckdb = pipeline.destination.destination_name == "duckdb"
+    database = Path(pipeline.destination_client().config.credentials.database) if duckdb else None
+    with exclusive(database, wait, say) if database else contextlib.nullcontext():
+        client = pipeline.sql_client()
+        deadline, told = time.monotonic() + wait, False
+        while True:
+            try:
+                client.open_connection()
+                break
+            except Exception as error:
+                driver = _driver_error(error)
+                if database and "Could not set lock" in str(driver) and time.monotonic() < deadline:
+                    if not told:
+                        say(f"Waiting for the DuckDB file {database}: another program holds it open "
+                            f"(up to ANALYTICS_WAREHOUSE_LOCK_WAIT={wait:g} s).")
+                        told = True
+                    time.sleep(0.25)
+                    continue
+                if database:
+                    raise WarehouseFileError(location(pipeline), str(driver)) from None
+                raise WarehouseUnreachable(pipeline.destination.destination_name, location(pipeline),
+                                           str(driver)) from None
+        if database:
+            owner_only(database)
+        try:
+            yield client
+        finally:
+            client.close_connection()
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    """dlt wraps the driver's own error: that one says what happened."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return error
 
 
 @contextlib.contextmanager
-def open_sql(pipeline: dlt.Pipeline) -> Iterator[WarehouseSql]:
-    with diagnosed(), connect(pipeline) as client:
+def open_sql(pipeline: dlt.Pipeline, wait: float = DEFAULT_LOCK_WAIT,
+             say: Callable[[str], None] = logger.info) -> Iterator[WarehouseSql]:
+    with diagnosed(), connect(pipeline, wait, say) as client:
         yield WarehouseSql(client)

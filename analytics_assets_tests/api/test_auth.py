@@ -130,3 +130,42 @@ def test_basic_client_authentication_sends_no_credentials_in_the_form(make_api, 
     config["client"]["auth"]["token_endpoint_auth_method"] = "client_secret_basic"
     syncer.run(api, definition=parse_definition(config, "test")[0])
     assert_table_matches(syncer.db, api.all_records())
+
+
+@pytest.mark.parametrize("auth_method", ["client_secret_post", "client_secret_basic"])
+@pytest.mark.parametrize("echo", ["secret", "body", "authorization"])
+@pytest.mark.parametrize("position", [0, 180, 390])
+def test_a_reason_echoing_the_credentials_shows_none_of_them(make_api, syncer, auth_method, echo, position):
+    """The provider's `error_description` repeats what it was sent, the secret placed anywhere in it:
+    as itself, in the form (form-urlencoded), or in the Basic header (base64 of the id:secret pair).
+    Masked in the whole text first, then shortened: no part of any spelling shows."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    client_id, secret = "team:a+b", "S3cr3t+/ =tail-7f3a9c"
+    api = make_api(records=10, client_id=client_id, client_secret=secret,
+                   token_auth_method="any" if auth_method == "client_secret_post" else auth_method)
+    api.faults.queue("token_error_echo", echo=echo, position=position)
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    config["client"]["auth"]["token_endpoint_auth_method"] = auth_method
+    with pytest.raises(CredentialsRejected) as failure:
+        syncer.run(api, definition=parse_definition(config, "test")[0])
+    message = str(failure.value)
+    assert "invalid_client" in message
+    carried = echo == "secret" or (echo == "body") == (auth_method == "client_secret_post")
+    if carried and position < 390:
+        assert "***" in message  # the echo of it was found, and masked, not cut away
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}"
+    for form in (secret, quote_plus(secret), quote(secret, safe=""), base64.b64encode(pair.encode()).decode()):
+        for piece in (form[:12], form[-12:]):  # no half of it either
+            assert piece not in message, (form, message)
+
+
+def test_a_token_redirect_within_the_origin_is_not_followed(make_api, syncer):
+    """Same scheme, host and port: the secret would still be posted where the Location says."""
+    api = make_api(records=10)
+    api.faults.queue("redirect", path="/oauth/token", location=api.base_url + "/v1/resource")
+    with pytest.raises(TokenEndpointError, match="answered HTTP 307.*never redirected.*ANALYTICS_TOKEN_URL"):
+        syncer.run(api)
+    assert api.request_count(path="/oauth/token") == 1
+    assert api.request_count(path="/v1/resource") == 0, "the redirect's target must receive nothing"

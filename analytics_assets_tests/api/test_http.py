@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from analytics_assets.errors import HostNotFound, RequestRejected, RetriesExhausted
+from analytics_assets.errors import HostNotFound, RequestRejected, ResponseRefused, RetriesExhausted
 from analytics_assets.settings import Settings
 from analytics_assets_tests.conftest import assert_table_matches, settings_for, table_checksum
 
@@ -126,11 +126,13 @@ def test_a_response_is_freed_without_the_cycle_collector(demo_api):
 
 @pytest.mark.slow
 def test_backoff_waits_two_four_and_eight_seconds(make_api, syncer):
-    """The seed's policy at its real scale (every other test shortens the backoff): three 503s for
-    one page are retried after 2, 4 and 8 s."""
+    """The seed's policy at its real scale, from the settings' defaults (every other test shortens the
+    backoff): three 503s for one page are retried after 2, 4 and 8 s."""
     api = make_api(records=150, days=1)
     api.faults.queue("status", status=503, times=3, after=1)
-    settings = settings_for(api, backoff_factor=2.0, max_retry_wait=60.0)
+    # The deployment's defaults for backing off, not values of this test's own.
+    fast = {"backoff_factor", "max_retry_wait"}
+    settings = Settings(**{k: v for k, v in settings_for(api).model_dump().items() if k not in fast and v is not None})
     syncer.run(api, settings=settings)
     assert_table_matches(syncer.db, api.all_records())
     arrivals = api.request_times  # the resource requests: page 1, page 2 four times
@@ -155,3 +157,19 @@ def test_a_retry_after_beyond_the_cap_is_reported_and_named_when_retries_run_out
         syncer.run(demo_api, settings=settings_for(demo_api, max_retry_wait=0.1), warn=warnings.append)
     assert "asked to wait 120 s" in str(failure.value) and "ANALYTICS_MAX_RETRY_WAIT=0.1" in str(failure.value)
     assert len(warnings) == 4 and all("asked to wait 120 s" in w and "ANALYTICS_MAX_RETRY_WAIT" in w for w in warnings)
+
+
+def test_gzip_pages_land(make_api, syncer):
+    api = make_api(records=350, days=3, compress=True)
+    syncer.run(api)
+    assert_table_matches(syncer.db, api.all_records())
+
+
+def test_a_gzip_bomb_is_refused_on_its_decompressed_size(make_api, syncer):
+    """A megabyte on the wire that inflates to a gigabyte: the cap counts what the body decodes to."""
+    api = make_api(records=350, days=3)
+    api.faults.queue("gzip_bomb", after=1)
+    started = time.monotonic()
+    with pytest.raises(ResponseRefused, match="more than 67,108,864 bytes.*ANALYTICS_MAX_RESPONSE_BYTES"):
+        syncer.run(api)
+    assert time.monotonic() - started < 30

@@ -121,6 +121,9 @@ FAILING = {
     # The API filters by names it was not sent: every record of every day comes back.
     "window_ignored": (api_config(), {"ignore_window": True},
                        ["outside the window", "updated_since=2026-11-17T00:00:00Z", "incremental", "start_param"]),
+    # An API that honours the window's end but misreads its start: every record before the end.
+    "window_start_ignored": (api_config(), {"ignore_window_start": True},
+                             ["outside the window", "updated_since=2026-11-17T00:00:00Z", "start_param"]),
     # The same with no declared columns (dlt infers the table): the records are checked one by one.
     "window_ignored_columns_inferred": (without_columns(api_config()), {"ignore_window": True},
                                        ["outside the window", "updated_since=2026-11-17T00:00:00Z", "start_param"]),
@@ -169,3 +172,21 @@ def _failure(result: Any) -> str:
             data = event.step_failure_data
             return (data.user_failure_data.description if data.user_failure_data else "") + data.error.message
     return ""
+
+
+def test_each_days_figures_count_records_by_their_utc_day_without_declared_columns(shaped):
+    """Timestamps sent with UTC offsets (+05:30, -08:00...) put many records on another local date
+    than their UTC day: each partition's `records_fetched` counts the records of its UTC day."""
+    from dagster import AssetKey, DagsterInstance
+
+    api = shaped(without_columns(api_config()), timestamp_format="offset")
+    instance = DagsterInstance.ephemeral()
+    first, last = "2026-11-16", "2026-11-18"
+    assert run_job(first=first, last=last, instance=instance).success
+    fetched = {}
+    for record in instance.fetch_materializations(AssetKey(["analytics", "resource_name"]), limit=10).records:
+        materialization = record.asset_materialization
+        if "records_fetched" in materialization.metadata:
+            fetched[materialization.partition] = materialization.metadata["records_fetched"].value
+    expected = {day: len(api.records_in_window(*day_bounds(day))) for day in ("2026-11-16", "2026-11-17", "2026-11-18")}
+    assert fetched == expected

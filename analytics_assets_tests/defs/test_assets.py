@@ -201,5 +201,6 @@ def test_the_files_a_run_creates_are_readable_by_their_owner_only(dagster_api, t
         return stat.S_IMODE(path.stat().st_mode)
 
     assert mode(tmp_path / "new") == 0o700
-    assert [(p.name, mode(p)) for p in (tmp_path / "new").glob("warehouse.duckdb*")] == [("warehouse.duckdb", 0o600)]
+    assert sorted((p.name, mode(p)) for p in (tmp_path / "new").glob("warehouse.duckdb*")) == [
+        ("warehouse.duckdb", 0o600), ("warehouse.duckdb.lock", 0o600)]
     assert mode(tmp_path / "new" / "dlt_pipelines" / result.run_id) == 0o700

@@ -104,14 +104,48 @@ def test_freshness_check_fails_for_a_missing_day_and_passes_after_the_sync(dagst
     assert evaluations["freshness_check"].passed, day
 
 
-def test_summary_check_fails_when_the_model_differs_from_the_table(materialized, warehouse):
-    query(warehouse, "UPDATE analytics.resource_name_daily_summary SET record_count = record_count + 1 "
-                     "WHERE day = '2026-11-18' AND category = (SELECT min(category) FROM "
-                     "analytics.resource_name_daily_summary)")
+def run_summary_check(instance):
     job = define_asset_job("summary_checks", selection=AssetSelection.checks_for_assets(
         AssetKey(["analytics", "resource_name_daily_summary"])))
     merged = Definitions.merge(build_defs(), Definitions(jobs=[job]))
-    result = merged.resolve_job_def("summary_checks").execute_in_process(instance=materialized, raise_on_error=False)
-    evaluation = checks_of(result)["record_count_matches_table"]
+    result = merged.resolve_job_def("summary_checks").execute_in_process(instance=instance, raise_on_error=False)
+    return checks_of(result)["record_count_matches_table"]
+
+
+SUMMARY = "analytics.resource_name_daily_summary"
+
+
+@pytest.mark.parametrize("damage", [
+    # a day's count off by one
+    f"UPDATE {SUMMARY} SET record_count = record_count + 1 WHERE day = '2026-11-18' AND category = "
+    f"(SELECT min(category) FROM {SUMMARY})",
+    # a day missing from the model: the table holds rows of it
+    f"DELETE FROM {SUMMARY} WHERE day = '2026-11-18'",
+    # a day in the model that the table does not hold
+    f"INSERT INTO {SUMMARY} (day, category, record_count) VALUES ('2026-11-18', 'only-in-the-model', 3)",
+], ids=["count_differs", "day_missing_from_the_model", "day_missing_from_the_table"])
+def test_summary_check_fails_when_the_model_differs_from_the_table(materialized, warehouse, damage):
+    if "only-in-the-model" in damage:  # the table loses the day instead
+        query(warehouse, "DELETE FROM analytics.resource_name")
+        query(warehouse, f"DELETE FROM {SUMMARY}")
+    query(warehouse, damage)
+    evaluation = run_summary_check(materialized)
     assert not evaluation.passed and evaluation.metadata["days_differing"].value == 1
     assert "2026-11-18" in evaluation.metadata["differences"].value
+
+
+def test_a_duplicate_served_in_place_of_a_record_fails_window_complete(make_api, tmp_path, monkeypatch):
+    """The API serves as many records as its total says, but one of them twice and another not at
+    all: every row fetched landed, and the check still names the one missing."""
+    from datetime import date
+
+    from analytics_assets_tests.conftest import set_api_env
+
+    api = make_api(records=60, days=1, end_date=date(2026, 11, 20))
+    set_api_env(monkeypatch, api, tmp_path / "warehouse.duckdb")
+    api.faults.queue("duplicate_record")
+    evaluation = checks_of(run_job("2026-11-19"))["window_complete"]
+    metadata = evaluation.metadata
+    assert not evaluation.passed
+    assert metadata["api_total"].value == 60 and metadata["fetched_distinct_ids"].value == 59
+    assert metadata["rows_of_this_load"].value == 59 and metadata["ids_missing"].value == 1
