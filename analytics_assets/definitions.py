@@ -58,7 +58,7 @@ def _build_defs(settings: Settings) -> Definitions:
             build_table_assets(definition, partitions_def, destination),
             *summary[:1],
         ]),
-        asset_checks=[*(check for resource in definition.resources for check in build_checks(resource, destination)),
+        asset_checks=[*(check for resource in definition.config.selected for check in build_checks(resource, destination)),
                       *summary[1:], *freshness],
         jobs=[job],
         schedules=[build_daily_schedule(job)],

@@ -99,10 +99,19 @@ class RetriesExhausted(AnalyticsSyncError):
 
 
 class MalformedResponse(AnalyticsSyncError):
-    def __init__(self, where: str, problem: str) -> None:
+    def __init__(self, where: str, problem: str, fix: str = "check that ANALYTICS_API_BASE_URL points at the "
+                 "analytics API (not a proxy or login page)") -> None:
+        super().__init__(f"{where} returned a response we cannot read: {problem}. Nothing was written; {fix}.")
+
+
+class ApiReportedError(AnalyticsSyncError):
+    """A successful status whose body says the request failed (`ok: false`, `error: ...`)."""
+
+    def __init__(self, where: str, said: str) -> None:
         super().__init__(
-            f"{where} returned a response we cannot read: {problem}. Nothing was written; "
-            "check that ANALYTICS_API_BASE_URL points at the analytics API (not a proxy or login page)."
+            f"{where} answered with a success status, but its body says the request failed: {said}. Nothing was "
+            "written. This is the API's own reason: fix what it names (often the client's scopes or permissions, "
+            "`client.auth.scope`, or a parameter of the endpoint)."
         )
 
 

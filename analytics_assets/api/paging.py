@@ -13,11 +13,17 @@ bounded number of times), and the duplicates this brings into the load are settl
 dedup on the newest cursor value. Within a read `total` must not change, and the read must end
 with exactly as many records as `total`.
 
-dlt's cursor, link and page-number paginators are used as they are, guarded (`PageGuard`): an
-empty page ends a read; a page that repeats the previous one, or more pages than `max_pages`, stop
-it with a clear error; and a read must end with exactly as many records as the pages' record total
+dlt's cursor, link, page-number and single-page paginators are used as they are (`has_more_path`
+and `stop_after_empty_page` included: dlt's paginator decides when a read ends), guarded
+(`PageGuard`): a page that repeats an earlier page of the read (a cycle), or more pages than
+`max_pages`, stop it with a clear error; and a read must end with exactly as many records as the pages' record total
 (`records_total_path`) says, when they say: a page-number API that caps its pages below what was
 asked, but numbers them as if it did not, skips records, and fails here instead of loading a gap.
+
+What a page holds at `data_selector` (`PageChecks`): records, or nothing. Nothing is an empty page
+(an API may leave the key out on a quiet day), unless the body says the request failed (`ok:
+false`, `error`...: it fails showing the API's words) or holds a list of records elsewhere (the
+selector is wrong: it fails naming it and the body's keys). dlt alone would load zero rows.
 
 The paginators are value objects: dlt copies them (once per parent record for a child resource),
 and what they say about a read (`api_total`, `passes`) is read from the page they are attached to.
@@ -33,49 +39,99 @@ from requests import Request, Response
 from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.paginators import (
     BasePaginator,
+    HeaderCursorPaginator,
     HeaderLinkPaginator,
     JSONLinkPaginator,
     JSONResponseCursorPaginator,
     PageNumberPaginator,
+    SinglePagePaginator,
 )
 
-from ..errors import MalformedResponse, PaginationError
+from ..errors import ApiReportedError, MalformedResponse, PaginationError, masked
 from .client import ApiClient
 from .config import OffsetPaging, Paging, Resource
 from .http import where
 from .lookahead import RequestKey
+from .names import reader
 
-
-def reader(path: str) -> Callable[[Any], Any]:
-    """The value at a JSON path of a page, None if absent; a plain key is read directly (a JSONPath
-    lookup costs more than the rest of a page's paging)."""
-    if path.isidentifier():
-        return lambda payload: payload.get(path) if isinstance(payload, dict) else None
-    compiled = jsonpath.compile_path(path)
-
-    def read(payload: Any) -> Any:
-        values = jsonpath.find_values(compiled, payload) if isinstance(payload, dict) else []
-        return values[0] if values else None
-
-    return read
+MAX_SAID = 300  # characters of an API's own error shown
+# Fields in which APIs say a request failed, in a body answered with a success status.
+ERROR_FIELDS = ("error", "errors", "error_description", "message", "fault", "detail")
+FAILED_FLAGS = ("ok", "success")
 
 
 class PageChecks:
-    """What every page is held to, whatever the paginator: a list of records at `data_selector`,
-    and a record total, where the API gives one, that is a whole number. dlt would otherwise load
-    zero rows without a word when the selector finds nothing."""
+    """What every page is held to, whatever the paginator (see the module's docstring)."""
 
-    def _check_page(self, response: Response, data_selector: str, total: Any, total_path: str) -> None:
+    data_selector: str
+    resource: str
+    sync: Optional[str] = None
+    single_record: bool = False  # a selector that may find one object: the one record of a single page
+
+    def _check_page(self, response: Response) -> None:
         if not response.content:
             return  # an empty answer (a 204, an empty 200) is an empty page: the end
         payload = response.json()
-        if not isinstance(payload, dict) or data_selector not in payload:
-            raise MalformedResponse(where(response.request), f"no `{data_selector}` key in the response body")
-        if not isinstance(payload[data_selector], list):
-            raise MalformedResponse(where(response.request), f"`{data_selector}` is not a list of records")
+        if isinstance(payload, dict) and any(payload.get(flag) is False for flag in FAILED_FLAGS):
+            self._api_said(response, _failure_said(payload))
+        found = jsonpath.find_values(jsonpath.compile_path(self.data_selector), payload) \
+            if isinstance(payload, (dict, list)) else []
+        found = [value for value in found if value is not None]
+        if found:
+            if len(found) == 1 and not isinstance(found[0], list) and not self.single_record:
+                raise MalformedResponse(where(response.request), f"`{self.data_selector}` is not a list of records",
+                                        "set the endpoint's `data_selector` to where the list is (a single object "
+                                        "is one record only with the `single_page` paginator)")
+            return
+        said = _failure_said(payload)
+        if said:
+            self._api_said(response, said)
+        elsewhere = _lists_of_records(payload)
+        if elsewhere:
+            keys = ", ".join(sorted(str(key) for key in payload)[:20]) if isinstance(payload, dict) else "a list"
+            raise MalformedResponse(
+                where(response.request), f"no records at `{self.data_selector}`, while the body holds a list of "
+                f"records at `{elsewhere[0]}` (its keys: {keys})",
+                "set the endpoint's `data_selector` to where the records are (a key, a dotted path, a JSONPath, "
+                "or `$` for a top-level list)")
+
+    def _api_said(self, response: Response, said: str) -> None:
+        client = ApiClient.open(self.sync)
+        raise ApiReportedError(where(response.request), masked(said, client.auth.secrets() if client else [],
+                                                                limit=MAX_SAID))
+
+    @staticmethod
+    def _total(response: Response, path: Optional[str]) -> Optional[int]:
+        """The record total a page states at `path` (None if it states none); a total that is not a
+        whole number is not the API's word."""
+        if path is None or not response.content:
+            return None
+        total = reader(path)(response.json())
         if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
-            raise MalformedResponse(where(response.request),
-                                    f"`{total_path}` is not a whole number ({str(total)[:20]!r})")
+            raise MalformedResponse(where(response.request), f"`{path}` is not a whole number ({str(total)[:20]!r})")
+        return total
+
+
+def _failure_said(payload: Any) -> str:
+    """What a body says of its own failure: a false `ok`/`success`, or error fields; '' if nothing."""
+    if not isinstance(payload, dict):
+        return ""
+    failed = any(payload.get(flag) is False for flag in FAILED_FLAGS)
+    said = [f"{key}: {str(payload[key])[:MAX_SAID]}" for key in ERROR_FIELDS if payload.get(key)]
+    if failed:
+        said.insert(0, ", ".join(f"{flag}: false" for flag in FAILED_FLAGS if payload.get(flag) is False))
+    return "; ".join(said) if (failed or said) else ""
+
+
+def _lists_of_records(payload: Any, path: str = "$", depth: int = 0) -> list[str]:
+    """Where a body holds non-empty lists of objects (three levels deep at most)."""
+    if isinstance(payload, list):
+        return [path] if payload and all(isinstance(item, dict) for item in payload[:10]) else []
+    if not isinstance(payload, dict) or depth >= 3:
+        return []
+    return [found for key, value in payload.items() for found in _lists_of_records(value, f"{path}.{key}"[2:]
+                                                                                  if path == "$" else f"{path}.{key}",
+                                                                                  depth + 1)]
 
 
 class SafeOffsetPaginator(PageChecks, BasePaginator):
@@ -83,11 +139,11 @@ class SafeOffsetPaginator(PageChecks, BasePaginator):
     the pages that follow are requested ahead once `total` is known, when the sync `sync` (an
     `ApiClient` id) sends pages ahead."""
 
-    def __init__(self, resource: str, key: str, data_selector: str, paging: OffsetPaging,
+    def __init__(self, resource: str, key_of: Callable[[Any], Any], data_selector: str, paging: OffsetPaging,
                  sync: Optional[str] = None) -> None:
         super().__init__()
         self.resource = resource
-        self.key = key
+        self.key_of = key_of
         self.data_selector = data_selector
         self.paging = paging
         self.sync = sync
@@ -125,11 +181,10 @@ class SafeOffsetPaginator(PageChecks, BasePaginator):
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
         data = data if data is not None else []
-        payload = response.json()
-        total = reader(self.paging.total_path)(payload)
-        self._check_page(response, self.data_selector, total, self.paging.total_path)
-        has_more = reader(self.paging.has_more_path)(payload)
-        ids = [record.get(self.key) for record in data if isinstance(record, dict)]
+        total = self._total(response, self.paging.total_path)
+        has_more = reader(self.paging.has_more_path)(response.json()) if self.paging.has_more_path \
+            and response.content else None
+        ids = [self.key_of(record) for record in data if isinstance(record, dict)]
         self._guard_loops(ids)
         raw_length = len(data)
         if self.pages and self.last_id is not None:
@@ -141,7 +196,7 @@ class SafeOffsetPaginator(PageChecks, BasePaginator):
         self.offset += len(data)
         self.widest_page = max(self.widest_page, raw_length)
         if data and isinstance(data[-1], dict):
-            self.last_id = data[-1].get(self.key)
+            self.last_id = self.key_of(data[-1])
 
         if total is not None and self.api_total is None:
             self.api_total = total
@@ -156,11 +211,12 @@ class SafeOffsetPaginator(PageChecks, BasePaginator):
             if done and self.offset != total:
                 self.drift = f"{self.offset} records were served for a total of {total}"
         elif isinstance(has_more, bool):
-            done = not has_more
+            done = not has_more or not data
         else:
             # A page shorter than the widest seen ends the window; a server-side cap below
             # `limit` makes every page short, so the widest page, not `limit`, is the yardstick.
             done = not data or raw_length < self.widest_page
+        self._check_page(response)
         if self.drift:
             data.clear()  # read again from the start: this page is not loaded, nor counted
         if done:
@@ -222,33 +278,37 @@ class PageGuard(PageChecks, BasePaginator):
 
     passes = 1  # dlt's paginators read a window once
 
-    def __init__(self, resource: str, key: str, data_selector: str, max_pages: int, records_total_path: str,
-                 **options: Any) -> None:
+    def __init__(self, resource: str, key_of: Callable[[Any], Any], data_selector: str, max_pages: int,
+                 records_total_path: Optional[str], sync: Optional[str] = None, **options: Any) -> None:
         super().__init__(**options)
-        self.resource, self.key, self.data_selector, self.max_pages = resource, key, data_selector, max_pages
-        self.records_total_path = records_total_path
-        self.pages, self.records, self.previous_ids = 0, 0, None
+        self.resource, self.key_of, self.data_selector, self.max_pages = resource, key_of, data_selector, max_pages
+        self.records_total_path, self.sync = records_total_path, sync
+        self.single_record = isinstance(self, SinglePagePaginator)
+        self.pages, self.records = 0, 0
+        self.seen: dict[int, int] = {}  # a fingerprint of each page's keys -> its number
         self.api_total: Optional[int] = None
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
         data = data if data is not None else []
-        total = reader(self.records_total_path)(response.json())
-        self._check_page(response, self.data_selector, total, self.records_total_path)
+        total = self._total(response, self.records_total_path)
         self.pages += 1
-        ids = [record.get(self.key) for record in data if isinstance(record, dict)]
-        if ids and ids == self.previous_ids:
-            raise PaginationError(
-                f"Page {self.pages} of {self.resource} repeats the previous page (ids {ids[0]}..{ids[-1]}): the API "
-                "does not seem to honour the paginator's parameter. Stopped to avoid an endless loop; check "
-                "the endpoint's `paginator` in the API config.")
+        ids = tuple(self.key_of(record) for record in data if isinstance(record, dict))
+        if any(key is not None for key in ids):
+            earlier = self.seen.setdefault(hash(ids), self.pages)
+            if earlier != self.pages:
+                raise PaginationError(
+                    f"Page {self.pages} of {self.resource} repeats page {earlier} (keys {ids[0]}..{ids[-1]}): the API "
+                    "sends pages in a cycle, or does not honour the paginator's parameter. Stopped to avoid an endless "
+                    "loop; check the endpoint's `paginator` in the API config.")
         if self.pages > self.max_pages:
             raise PaginationError(f"{self.resource}: more than {self.max_pages} pages without reaching the end; "
                                   "stopped to avoid an endless loop (raise the paginator's `max_pages` if intended).")
-        self.previous_ids = ids
         self.records += len(data)
-        super().update_state(response, data)
-        if not data:
-            self._has_next_page = False
+        if response.content:
+            super().update_state(response, data)  # dlt's own paginator decides whether more follow
+        else:
+            self._has_next_page = False  # an empty answer (a 204, an empty 200) is the end
+        self._check_page(response)
         if total is not None:
             self.api_total = total
             if not self._has_next_page and self.records != total:
@@ -270,20 +330,30 @@ class GuardedHeaderLinkPaginator(PageGuard, HeaderLinkPaginator):
     pass
 
 
+class GuardedHeaderCursorPaginator(PageGuard, HeaderCursorPaginator):
+    pass
+
+
 class GuardedPageNumberPaginator(PageGuard, PageNumberPaginator):
     pass
 
 
+class GuardedSinglePagePaginator(PageGuard, SinglePagePaginator):
+    pass
+
+
 GUARDED = {"cursor": GuardedCursorPaginator, "json_link": GuardedJsonLinkPaginator,
-           "header_link": GuardedHeaderLinkPaginator, "page_number": GuardedPageNumberPaginator}
+           "header_link": GuardedHeaderLinkPaginator, "header_cursor": GuardedHeaderCursorPaginator,
+           "page_number": GuardedPageNumberPaginator, "single_page": GuardedSinglePagePaginator}
 
 
-def paginator_for(resource: Resource, paging: Optional[Paging] = None, sync: Optional[str] = None) -> BasePaginator:
+def paginator_for(resource: Resource, key_of: Callable[[Any], Any], paging: Optional[Paging] = None,
+                  sync: Optional[str] = None) -> BasePaginator:
     """A fresh paginator for `resource` (its own `paging`, unless another is given)."""
     paging = paging or resource.endpoint.paginator
     selector = resource.endpoint.data_selector
     if paging.type == "offset":
-        return SafeOffsetPaginator(resource.name, resource.primary_key, selector, paging, sync)
-    options = paging.model_dump(exclude={"type", "max_pages", "records_total_path"})
-    return GUARDED[paging.type](resource.name, resource.primary_key, selector, paging.max_pages,
-                                paging.records_total_path, **options)
+        return SafeOffsetPaginator(resource.name, key_of, selector, paging, sync)
+    options = paging.model_dump(exclude={"type", "max_pages", "records_total_path"}, exclude_none=True)
+    return GUARDED[paging.type](resource.name, key_of, selector, paging.max_pages, paging.records_total_path, sync,
+                                **options)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import operator
 from collections import Counter
-from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import orjson
@@ -24,21 +23,25 @@ from dlt.common.data_types.type_helpers import coerce_value, py_type_to_sc_type
 from ..errors import SchemaViolation, WindowViolation
 from ..window import Window
 from .config import Resource
+from .names import CURSOR_AT, instant, key_getter, reader
 from .stats import SyncStats
 
 
 def column_hints(resource: Resource) -> dict[str, dict[str, Any]]:
     """dlt column hints, so the table has the declared types and NOT NULLs from its first load.
-    Timestamps keep their time zone, and duplicate ids inside one load keep the newest cursor value."""
+    Timestamps keep their time zone; a resource with a window gets this project's `_cursor_at`, and
+    duplicate records inside one load keep the newest of it."""
     hints: dict[str, dict[str, Any]] = {}
     for column in resource.declared:
         hint: dict[str, Any] = {"name": column.name, "data_type": column.data_type, "nullable": column.nullable,
                                 "description": column.description}
         if column.data_type == "timestamp":
             hint["timezone"] = True
-        if column.name == resource.incremental.cursor_path:
-            hint["dedup_sort"] = "desc"
         hints[column.name] = hint
+    if resource.cursor:
+        hints[CURSOR_AT] = {"name": CURSOR_AT, "data_type": "timestamp", "timezone": True, "nullable": True,
+                            "dedup_sort": "desc", "description": f"The instant of `{resource.cursor}`, in UTC "
+                            "(this project's: each day's figures count by it)."}
     return hints
 
 
@@ -53,15 +56,27 @@ def _is_text(value: Any) -> Optional[str]:
 
 
 def _is_timestamp(value: Any) -> Optional[str]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return None  # epoch seconds
-    if not isinstance(value, str):
-        return "is not an ISO 8601 timestamp"
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return f"is not an ISO 8601 timestamp ({value[:40]!r})"
+    if instant(value) is None:
+        return f"is not a timestamp (ISO 8601, a date, or epoch seconds or milliseconds) ({str(value)[:40]!r})"
     return None
+
+
+def _is_date(value: Any) -> Optional[str]:
+    if instant(value) is None:
+        return f"is not a date ({str(value)[:40]!r})"
+    return None
+
+
+def _coerced(data_type: str, value: Any) -> Any:
+    """A value in a declared type: timestamps and dates read as this project reads a cursor (any UTC
+    offset, none taken as UTC, epoch seconds or milliseconds by their size); the rest as dlt's
+    normaliser coerces it (numeric text to a number, `"yes"` to a bool...)."""
+    if data_type in ("timestamp", "date"):
+        moment = instant(value)
+        if moment is None:
+            raise ValueError(value)
+        return moment if data_type == "timestamp" else moment.date()
+    return coerce_value(data_type, py_type_to_sc_type(type(value)), value)
 
 
 _CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
@@ -77,6 +92,7 @@ _CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "json": lambda v: None if isinstance(v, (dict, list)) else "is not a JSON object",
     "text": _is_text,
     "timestamp": _is_timestamp,
+    "date": _is_date,
 }
 
 # The Python types each declared type takes as they are, checked a whole column at a time; `bool` is
@@ -90,6 +106,7 @@ _COLUMN_TYPES: dict[str, set] = {
     "json": {dict, list},
     "text": {str},
     "timestamp": {str},
+    "date": {str},
 }
 
 
@@ -103,7 +120,7 @@ class PageValidator:
         self.stats = stats
         self.freeze = freeze
         self.max_new_columns = max_new_columns
-        self.key = resource.primary_key
+        self.key_of = key_getter(resource.key)
         self.columns = resource.declared
         self.declared = frozenset(c.name for c in self.columns)
         self._getter = operator.itemgetter(*(c.name for c in self.columns)) if self.columns else None
@@ -151,7 +168,7 @@ class PageValidator:
             name = sorted(extra - known)[0]
             offender = next(record for record in records if name in record)
             raise SchemaViolation(
-                self.resource, offender.get(self.key), name,
+                self.resource, self.key_of(offender), name,
                 f"is one of {len(known | extra)} undeclared fields, more than ANALYTICS_MAX_NEW_COLUMNS="
                 f"{self.max_new_columns} a run takes as new columns",
                 "Declare the fields the API sends in the resource's `columns` (API config), raise "
@@ -161,7 +178,7 @@ class PageValidator:
             offender = next(record for record in records if name in record)
             raise SchemaViolation(
                 self.resource,
-                offender.get(self.key),
+                self.key_of(offender),
                 name,
                 "is not declared and the schema is frozen (ANALYTICS_SCHEMA_DRIFT=freeze)",
                 "Declare it in the resource's `columns` in the API config, or set ANALYTICS_SCHEMA_DRIFT=evolve.",
@@ -178,16 +195,14 @@ class PageValidator:
         for value, record in zip(values, records):
             if value is not None and (every or type(value) not in _COLUMN_TYPES[column.data_type]):
                 try:
-                    value = coerce_value(column.data_type, py_type_to_sc_type(type(value)), value)
+                    value = _coerced(column.data_type, value)
                 except Exception:  # dlt's coercions raise what their parsers raise
                     problem = _CHECKS[column.data_type](value) or f"cannot be read as a {column.data_type}"
                     raise SchemaViolation(
-                        self.resource, record.get(self.key), column.name,
+                        self.resource, self.key_of(record), column.name,
                         f"{problem} (got {type(value).__name__} {str(value)[:40]!r}), and dlt would not coerce it",
                         f"Fix the record upstream, or declare the column's `data_type` as the API sends it "
                         "(`columns` in the API config).") from None
-                if isinstance(value, datetime) and value.tzinfo is None:
-                    value = value.replace(tzinfo=timezone.utc)  # a timestamp without a zone is taken as UTC
             out.append(value)
         if column.data_type == "text" and not _encodable(out):
             self.raise_first_violation(records)
@@ -197,7 +212,7 @@ class PageValidator:
         """Record by record, the slow and precise path."""
         for record in records:
             self._check(record)
-        offender = records[0].get(self.key) if records else None
+        offender = self.key_of(records[0]) if records else None
         raise SchemaViolation(self.resource, offender, column or "<record>", "could not be read as declared")
 
     def _check(self, record: Any) -> None:
@@ -209,14 +224,14 @@ class PageValidator:
                 if not column.nullable:
                     problem = "is null" if column.name in record else "is missing"
                     raise SchemaViolation(
-                        self.resource, record.get(self.key), column.name, f"{problem} but is declared NOT NULL",
+                        self.resource, self.key_of(record), column.name, f"{problem} but is declared NOT NULL",
                         "Fix the record upstream, or declare the column `nullable: true` (`columns` in the API "
                         "config) if the API may leave it out.")
                 continue
             problem = _CHECKS[column.data_type](value)
             if problem:
                 raise SchemaViolation(
-                    self.resource, record.get(self.key), column.name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})"
+                    self.resource, self.key_of(record), column.name, f"{problem} (got {type(value).__name__} {str(value)[:40]!r})"
                 )
 
 
@@ -235,6 +250,7 @@ ARROW_TYPES = {
     "bool": pa.bool_(),
     "json": pa.string(),  # JSON text; the column hint makes it a JSON column in DuckDB
     "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
 }
 
 
@@ -289,14 +305,21 @@ BATCH_ROWS = 10_000
 
 
 class PageStep:
-    """A dlt pipe step (`resource.add_step`): pages in; records counted per UTC day of their cursor
-    value; with declared columns, Arrow tables of up to BATCH_ROWS out.
+    """A dlt pipe step (`resource.add_step`): pages in; records held to the window and counted per
+    UTC day of their cursor; with declared columns and no nesting, Arrow tables of up to BATCH_ROWS
+    out, else the records as dicts for dlt to normalise.
 
     Each page is validated and turned into Arrow arrays as it arrives, and its records (decoded
     dicts) are let go at once: a batch kept as 10,000 dicts with nested `properties` made Python's
     cyclic garbage collector walk ever more objects, about a fifth of a run's CPU. Arrays are
     concatenated into one table per batch. Undeclared fields keep their Python values until the
     batch is complete, so their type is inferred over the whole batch.
+
+    The window: every record's cursor (read where the API puts it, as an instant: `names.instant`)
+    must lie at or after the window's start, or the API ignored the window's parameters and the run
+    fails before anything is written; a record at or after its end belongs to a later partition
+    (an API filtering by the start only, or whose end is inclusive) and is left out, counted. Kept
+    records carry the instant in `_cursor_at`.
 
     A step has no end-of-stream call, so the batch is flushed on the page after which dlt's
     paginator says there is no next page (dlt hands each page over with its paginator attached).
@@ -306,12 +329,21 @@ class PageStep:
                  freeze: bool = False, max_new_columns: int = 100) -> None:
         self.resource = resource.name
         self.stats = stats
-        self.key = resource.primary_key
-        self.cursor = resource.incremental.cursor_path
-        self.window = window
-        self.sent = resource.incremental.params(window.start, window.end) if window else {}
+        self.key_fields = resource.key
+        self.key_of = key_getter(resource.key)
+        self.cursor = resource.cursor
+        self.cursor_of = reader(self.cursor) if self.cursor else None
+        self.window = window if self.cursor else None
+        self.sent = resource.incremental.params(window.start, window.end) if window and resource.incremental else {}
         self.columns = resource.declared
         self.declared = frozenset(column.name for column in self.columns)
+        self.flatten = resource.max_table_nesting == 0
+        self.arrow = bool(self.columns) and self.flatten
+        # The declared timestamp column the cursor is, read by Arrow with the rest: no second parse.
+        self.cursor_column = self.cursor if self.cursor in self.declared and \
+            resource.columns[self.cursor].data_type == "timestamp" else None
+        # A declared key of one field: its Arrow array serves as the batch's keys, read once.
+        self.key_column = resource.key[0] if len(resource.key) == 1 and resource.key[0] in self.declared else None
         self.validate = PageValidator(resource, stats, freeze, max_new_columns)
         self.fields = [
             pa.field(column.name, ARROW_TYPES[column.data_type], nullable=column.nullable) for column in self.columns
@@ -322,6 +354,8 @@ class PageStep:
 
     def _start_batch(self) -> None:
         self.chunks: list[list[pa.Array]] = [[] for _ in self.columns]
+        self.moments: list[pa.Array] = []
+        self.keys: list = []
         self.extra: dict[str, list] = {}  # undeclared field -> values, None where a record lacks it
         self.rows = 0
 
@@ -330,13 +364,8 @@ class PageStep:
         paginator = getattr(page, "paginator", None)
         self._follow(paginator)
         self.stats.page_fetched(self.resource, len(records))
-        if not self.columns:  # dlt infers the schema, from the page as it came but for nested values
-            self.validate.drift(records)
-            records = [self._flat(record) for record in records]
-            moments = pa.array([_utc_moment(record.get(self.cursor)) for record in records], ARROW_TYPES["timestamp"])
-            self._check_window(moments, lambda i: (records[i].get(self.key), records[i].get(self.cursor)))
-            self.stats.ids_fetched(self.resource, [record.get(self.key) for record in records])
-            return records
+        if not self.arrow:  # dlt infers the schema, from the records as they came
+            return self._as_dicts(records)
         if records:
             self.add(records)
         last_page = paginator is None or not paginator.has_next_page
@@ -360,6 +389,39 @@ class PageStep:
         if api_total is not None:
             self.stats.of(self.resource).api_total = api_total
 
+    def _check_keys(self, keys: list, records: list) -> None:
+        """Every record names its row: a key field missing from one would merge it into nothing."""
+        missing = next((i for i, key in enumerate(keys) if key is None or (isinstance(key, tuple) and None in key)), None)
+        if missing is not None and self.key_fields:
+            record = records[missing]
+            field = next(name for name in self.key_fields if not isinstance(record, Mapping) or record.get(name) is None)
+            raise SchemaViolation(self.resource, keys[missing], field, "is missing",
+                                  "It is part of the resource's `primary_key` (API config): name the fields that "
+                                  "identify a record, as the API sends them.")
+
+    def _as_dicts(self, records: list) -> list:
+        """A page for dlt to normalise: checked, held to the window, nested values as JSON text
+        unless the resource nests them into child tables."""
+        if self.columns:
+            self.validate(records)
+        else:
+            self.validate.drift(records)
+        if self.flatten:  # dlt keeps each nested value as one JSON column (`max_table_nesting: 0`)
+            for record in records:
+                self._check_depth(record)
+        keys = [self.key_of(record) for record in records]
+        self._check_keys(keys, records)
+        self.stats.ids_fetched(self.resource, keys)
+        if self.cursor_of is None:
+            self.stats.ids_kept(self.resource, [self.key_of(record) for record in records])
+            return records
+        moments = self._moments(records)
+        kept = self._window(moments, lambda i: (self.key_of(records[i]), self.cursor_of(records[i])))
+        records = [{**record, CURSOR_AT: moment} for record, moment, keep in
+                   zip(records, moments.to_pylist(), kept.to_pylist()) if keep]
+        self.stats.ids_kept(self.resource, [self.key_of(record) for record in records])
+        return records
+
     def add(self, records: list) -> None:
         """Validates one page and keeps it as Arrow arrays; raises SchemaViolation naming the record."""
         values, extra = self.validate(records)
@@ -372,8 +434,16 @@ class PageStep:
             except (pa.ArrowException, OverflowError):  # an integer out of range
                 self.validate.raise_first_violation(records, column.name)
             chunks.append(array)
-            if column.name == self.key:
-                self.stats.ids_fetched(self.resource, array)
+            if column.name == self.cursor_column:
+                self.moments.append(array)
+            if column.name == self.key_column:
+                self.keys.append(array)
+        if self.cursor_of is not None and self.cursor_column is None:
+            self.moments.append(self._moments(records))
+        if self.key_column is None:
+            self.keys.append([self.key_of(record) for record in records])
+            self._check_keys(self.keys[-1], records)
+        self.stats.ids_fetched(self.resource, self.keys[-1])
         for name in extra:
             if name not in self.extra:
                 self.extra[name] = [None] * self.rows
@@ -386,29 +456,83 @@ class PageStep:
             pa.concat_arrays(chunks) if chunks else pa.array([], field.type)
             for chunks, field in zip(self.chunks, self.fields)
         ]
-        # Once a batch, not a page: a page at a time, these cost about 0.2 s per 100,000 records.
-        by_name = dict(zip((column.name for column in self.columns), arrays))
-        if self.cursor in by_name:
-            cursor, keys = by_name[self.cursor], by_name.get(self.key)
-            self._check_window(cursor, lambda i: (keys[i].as_py() if keys is not None else None,
-                                                  cursor[i].as_py().isoformat()))
         fields = list(self.fields)
         for name, column_values in self.extra.items():
             array = _infer(column_values)
             arrays.append(array)
             fields.append(pa.field(name, array.type))
+        table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        keys: Any = [key for chunk in self.keys for key in chunk] if self.key_column is None else \
+            (pa.concat_arrays(self.keys) if self.keys else pa.array([], pa.int64()))
+        if self.cursor_of is not None:
+            # Once a batch, not a page: a page at a time, these cost about 0.2 s per 100,000 records.
+            moments = pa.concat_arrays(self.moments) if self.moments else pa.array([], ARROW_TYPES["timestamp"])
+            cursor = table.column(self.cursor).combine_chunks() if self.cursor_column else None
+            kept = self._window(moments, lambda i: (_scalar(keys[i]), cursor[i].as_py().isoformat() if cursor else None))
+            table = table.append_column(pa.field(CURSOR_AT, ARROW_TYPES["timestamp"]), moments)
+            if kept.false_count:
+                table = table.filter(kept)
+                keys = keys.filter(kept) if isinstance(keys, pa.Array) else \
+                    [key for key, keep in zip(keys, kept.to_pylist()) if keep]
+        self.stats.ids_kept(self.resource, keys)
         self._start_batch()
-        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        return table
 
+    def _moments(self, records: list) -> pa.Array:
+        """The instants of the records' cursors; a record without one fails the run, naming it."""
+        values = [self.cursor_of(record) for record in records]
+        moments = [instant(value) for value in values]
+        missing = next((i for i, moment in enumerate(moments) if moment is None), None)
+        if missing is not None:
+            value = values[missing]
+            raise SchemaViolation(
+                self.resource, self.key_of(records[missing]), str(self.cursor),
+                "is missing" if value is None else f"is not a timestamp, a date or epoch seconds/milliseconds "
+                f"(got {type(value).__name__} {str(value)[:40]!r})",
+                "The window is checked and each day counted by it: set the endpoint's `incremental.cursor_path` "
+                "to the field the API filters by, as the API spells it (a dotted path for a nested field).")
+        return pa.array(moments, ARROW_TYPES["timestamp"])
+
+    def _window(self, moments: pa.Array, offender: Callable[[int], tuple[Any, Any]]) -> pa.Array:
+        """Which records the run keeps: none may lie before the window (the API ignored or misread
+        the window's parameters: the run fails before anything is written, naming the record by
+        `offender(index)`); those at or after its end are left to the partitions they belong to,
+        counted. The kept records are counted per UTC day."""
+        import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
+
+        kept = pa.array([True] * len(moments), pa.bool_())
+        if self.window is not None and len(moments):
+            bounds = pc.min_max(moments)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            if low is not None and low < self.window.start:
+                index = pc.index(pc.fill_null(pc.greater_equal(moments, self.window.start), True), False).as_py()
+                record_id, value = offender(index)
+                raise WindowViolation(self.resource, self.sent, str(self.window), record_id, str(self.cursor), value)
+            if high is not None and high >= self.window.end:
+                kept = pc.fill_null(pc.less(moments, self.window.end), True)
+                self.stats.past_window_end(self.resource, kept.false_count)
+        days = pc.value_counts(moments.filter(kept).cast(pa.date32()))
+        self.stats.days_fetched(self.resource, Counter(
+            {str(day): count for day, count in zip(days.field(0).to_pylist(), days.field(1).to_pylist())}))
+        return kept
 
     def _json_column(self, name: str, values: Sequence[Any], records: list) -> list:
         try:
             return _json_texts(values)
         except TooDeep:
             offender = next(record for record in records if _depth(record.get(name)) > MAX_NESTING)
-            raise SchemaViolation(self.resource, offender.get(self.key), name,
+            raise SchemaViolation(self.resource, self.key_of(offender), name,
                                   f"is nested more than {MAX_NESTING} levels deep",
                                   "No column holds such data; fix it upstream.") from None
+
+    def _check_depth(self, record: Any) -> None:
+        """A nested value no column can hold fails the run naming its field and record (orjson, which
+        dlt writes JSON with, refuses more than 255 levels)."""
+        if not isinstance(record, dict):
+            return
+        for name, value in record.items():
+            if isinstance(value, (dict, list)):
+                self._json_column(name, [value], [record])
 
     def _flat(self, record: dict) -> dict:
         """A record whose undeclared objects and lists are JSON text: a nested value costs a column
@@ -421,45 +545,17 @@ class PageStep:
 
     def _array(self, column: Any, values: Sequence[Any], records: list) -> pa.Array:
         """Timestamps as text are read by Arrow (any UTC offset); what Arrow cannot read (no zone,
-        epoch seconds) is coerced as dlt would."""
-        if column.data_type != "timestamp":
+        epoch seconds or milliseconds, `+0000`) is read as a cursor is (`names.instant`)."""
+        if column.data_type not in ("timestamp", "date"):
             return pa.array(values, ARROW_TYPES[column.data_type])
         try:
-            return pa.array(values, pa.string()).cast(ARROW_TYPES["timestamp"])
+            return pa.array(values, pa.string()).cast(ARROW_TYPES[column.data_type])
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return pa.array(self.validate.coerce(column, values, records, every=True), ARROW_TYPES["timestamp"])
-
-    def _check_window(self, moments: pa.Array, offender: Callable[[int], tuple[Any, Any]]) -> None:
-        """Every record's cursor value (UTC moments, null where a record has none) must lie inside
-        the window asked for, closed at both ends (an API's end may be inclusive): one outside means
-        the API ignored or misread the window's parameters, and the run fails before anything is
-        written, naming the record (`offender(index)`: its key and its value as the API sent it).
-        Then the records are counted per UTC day."""
-        import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
-
-        if self.window is not None and len(moments):
-            bounds = pc.min_max(moments)
-            low, high = bounds["min"].as_py(), bounds["max"].as_py()
-            if low is not None and not (self.window.start <= low and high <= self.window.end):
-                inside = pc.and_(pc.greater_equal(moments, self.window.start), pc.less_equal(moments, self.window.end))
-                index = pc.index(pc.fill_null(inside, True), False).as_py()
-                record_id, value = offender(index)
-                raise WindowViolation(self.resource, self.sent, str(self.window), record_id, self.cursor, value)
-        days = pc.value_counts(moments.cast(pa.date32()))
-        self.stats.days_fetched(self.resource, Counter(
-            {str(day): count for day, count in zip(days.field(0).to_pylist(), days.field(1).to_pylist())}))
+            return pa.array(self.validate.coerce(column, values, records, every=True), ARROW_TYPES[column.data_type])
 
 
-def _utc_moment(value: Any) -> Optional[datetime]:
-    """A cursor value of an undeclared column as a UTC moment: an ISO 8601 timestamp (any offset;
-    none taken as UTC) or epoch seconds; None when it is neither."""
-    try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, timezone.utc)
-        moment = datetime.fromisoformat(str(value))
-        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
+def _scalar(value: Any) -> Any:
+    return value.as_py() if isinstance(value, pa.Scalar) else value
 
 
 def _infer(values: Any) -> pa.Array:

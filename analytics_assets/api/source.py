@@ -1,10 +1,12 @@
 """The API definition handed to dlt's `rest_api_source` as its own config dict, with this project's
 guarantees at dlt's seams.
 
-The dict is derived from the checked config, key for key in dlt's vocabulary; only what dlt
-cannot be told in its own words is replaced: the session (authentication, pacing and bounds on
-every attempt: `http.py`), the paginator (guarded paging: `paging.py`, a value object), the window
-(the partitions supply it: the endpoint's `incremental` names its query parameters), and the
+The dict is derived from the checked config, key for key in dlt's vocabulary (parents, `resolve`
+parameters, `include_from_parent`, `selected`, `max_table_nesting`, POST bodies pass as they are);
+only what dlt cannot be told in its own words is replaced: the session (authentication, pacing and
+bounds on every attempt: `http.py`), the paginator (guarded paging: `paging.py`, a value object),
+the window (the partitions supply it: the endpoint's `incremental` names its parameters, or its
+`{incremental.start_value}`/`{incremental.end_value}` placeholders, which are written here), and the
 declared columns as dlt column hints. Our checks ride on a pipe step (`records.PageStep`). The
 result is an ordinary dlt source that runs in a plain dlt pipeline.
 """
@@ -14,20 +16,21 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from dlt.common import jsonpath
-from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.extract import DltSource
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 
+from ..errors import SettingsError
 from ..settings import Settings
 from ..window import Window
 from .client import ApiClient
-from .config import Resource
+from .config import PLACEHOLDER, Resource
 from .definition import BUILT_IN_CONFIG, parse_definition
+from .names import SOURCE_NAME, key_getter
 from .paging import paginator_for
 from .records import PageStep, column_hints
 from .stats import SyncStats
 
-SOURCE_NAME = "analytics"
 # Keys of the checked config that dlt is not handed as they are: the window's (`incremental`, whose
 # values the partitions supply), the declared columns (dlt column hints, below), the auth (the
 # session authenticates every attempt) and what is replaced by an object at dlt's own seam.
@@ -41,23 +44,55 @@ def endpoint_config(client: ApiClient, resource: Resource, window: Optional[Wind
     """The resource's endpoint in dlt's form, asking for `window` (every record when None), paged by
     `paginator` (by default the resource's own, sending pages ahead for the sync)."""
     endpoint = resource.endpoint
-    config = endpoint.model_dump(exclude=OURS_IN_ENDPOINT)
+    config = endpoint.model_dump(by_alias=True, exclude=OURS_IN_ENDPOINT, exclude_none=True)
     config["path"] = resource.path
-    if window is not None:
-        config["params"] = {**config["params"], **endpoint.incremental.params(window.start, window.end)}
-    config["paginator"] = paginator or paginator_for(resource, sync=client.id)
+    asked = window if endpoint.incremental is not None and not _feeds_windowed_children(client, resource) else None
+    if asked is not None:
+        config["params"] = {**config["params"], **endpoint.incremental.params(asked.start, asked.end)}
+        values = {"start_value": endpoint.incremental.written(asked.start),
+                  "end_value": endpoint.incremental.written(asked.end)}
+        config = _with_placeholders(config, values)
+    elif endpoint.placeholders():
+        raise SettingsError(f"{client.definition.read_from}: resources `{resource.name}` takes the window in "
+                            "`{incremental.*}` placeholders: it is read for a window only (a daily partition).")
+    config["paginator"] = paginator or paginator_for(resource, key_getter(resource.key), sync=client.id)
     config["data_selector"] = jsonpath.compile_path(endpoint.data_selector)  # dlt would parse it per page
     return config
+
+
+def _feeds_windowed_children(client: ApiClient, resource: Resource) -> bool:
+    """A parent of a child that asks for the window itself: the child's records of the window may
+    hang under any parent, so every parent is read. (A child that only checks its records against
+    the window leaves asking for it to its parent.)"""
+    return any(resource.name in child.parents and child.sends_window for child in client.definition.resources)
+
+
+def _with_placeholders(value: Any, values: Mapping[str, Any]) -> Any:
+    """`value` with `{incremental.start_value}`/`{incremental.end_value}` written out; every other
+    brace (dlt's `{resources...}`, and `{{`/`}}` escapes) left for dlt."""
+    if isinstance(value, str):
+        whole = PLACEHOLDER.fullmatch(value)
+        if whole:  # a value that is only the placeholder keeps the value's type (a number stays a number)
+            return values[whole.group(1)]
+        return PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), value)
+    if isinstance(value, Mapping):
+        return {key: _with_placeholders(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_placeholders(item, values) for item in value]
+    return value
 
 
 def rest_api_config(client: ApiClient, window: Optional[Window] = None) -> dict[str, Any]:
     """The definition as dlt's `rest_api_source` takes it, for one sync of `window`."""
     resources = []
     for resource in client.definition.resources:
-        entry = resource.model_dump(exclude=OURS_IN_RESOURCE)
+        entry = resource.model_dump(by_alias=True, exclude=OURS_IN_RESOURCE)
         entry["endpoint"] = endpoint_config(client, resource, window)
-        if resource.columns:
-            entry["columns"] = column_hints(resource)
+        hints = column_hints(resource)
+        if hints:
+            entry["columns"] = hints
+        if resource.parents and client.lookahead is not None:
+            entry["parallelized"] = True  # each parent's children requested at once, within the throttle
         resources.append(entry)
     client_config = {**client.definition.config.client.model_dump(exclude=OURS_IN_CLIENT),
                      "base_url": client.base_url, "session": client.session}

@@ -22,7 +22,8 @@ class ResourceCounts:
 
     records: int = 0
     api_total: Optional[int] = None
-    by_day: Counter = field(default_factory=Counter)  # UTC day of the cursor value -> records
+    by_day: Counter = field(default_factory=Counter)  # UTC day of the cursor value -> records kept
+    past_end: int = 0  # records at or past the window's end: left to the partitions they belong to
 
 
 @dataclass
@@ -42,9 +43,11 @@ class SyncStats:
     token_refreshes: int = 0
     window_rereads: int = 0
     resources: dict[str, ResourceCounts] = field(default_factory=dict)
-    # Primary keys of every record handed to dlt, re-reads included, per resource: the distinct
-    # count is what the load must hold (8 bytes an id while the sync runs).
+    # Primary keys of every record served and of every record handed to dlt, re-reads included,
+    # per resource: the distinct counts are what the API's total must not exceed, and what the load
+    # must hold (8 bytes an id while the sync runs).
     ids: dict[str, list] = field(default_factory=dict)
+    kept: dict[str, list] = field(default_factory=dict)
     drift_columns: dict[str, set] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -81,16 +84,20 @@ class SyncStats:
         with self._lock:
             self.ids.setdefault(resource, []).append(ids)
 
-    def distinct_ids(self, resource: str) -> int:
-        import pyarrow as pa
-        import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
+    def ids_kept(self, resource: str, ids: Any) -> None:
+        with self._lock:
+            self.kept.setdefault(resource, []).append(ids)
 
-        chunks = self.ids.get(resource, [])
-        try:
-            return pc.count_distinct(pa.chunked_array([pa.array(c) for c in chunks], pa.int64())).as_py() \
-                if chunks else 0
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # keys that are not integers
-            return len({key for chunk in chunks for key in (chunk.to_pylist() if isinstance(chunk, pa.Array) else chunk)})
+    def past_window_end(self, resource: str, records: int) -> None:
+        counts = self.of(resource)
+        with self._lock:
+            counts.past_end += records
+
+    def distinct_kept(self, resource: str) -> int:
+        return _distinct(self.kept.get(resource, []))
+
+    def distinct_ids(self, resource: str) -> int:
+        return _distinct(self.ids.get(resource, []))
 
     def restart_window(self, resource: str) -> None:
         """A re-read starts from scratch: what the abandoned read counted no longer proves anything."""
@@ -144,3 +151,15 @@ class SyncStats:
                 return
             self._last_report = now
         self.progress("sync in progress: " + self.summary())
+
+
+def _distinct(chunks: list) -> int:
+    """Distinct keys among chunks of them: Arrow counts integer keys; other keys (text, composite
+    tuples) are counted in a set."""
+    import pyarrow as pa
+    import pyarrow.compute as pc  # about 0.15 s to import: only a sync needs it
+
+    try:
+        return pc.count_distinct(pa.chunked_array([pa.array(c) for c in chunks], pa.int64())).as_py() if chunks else 0
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return len({key for chunk in chunks for key in (chunk.to_pylist() if isinstance(chunk, pa.Array) else chunk)})

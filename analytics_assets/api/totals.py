@@ -17,13 +17,22 @@ from dlt.sources.helpers.rest_client import RESTClient
 from ..window import Window
 from .client import ApiClient
 from .config import Paging, Resource
+from .names import key_getter
 from .paging import paginator_for
 from .source import endpoint_config
 
 
-def total_path(resource: Resource) -> str:
+def total_path(resource: Resource) -> Optional[str]:
     paging = resource.endpoint.paginator
     return paging.total_path if paging.type == "offset" else paging.records_total_path
+
+
+def countable(resource: Resource) -> bool:
+    """Whether the API can say what one day holds: a window with an end (an API filtering by the start
+    only counts every record since), asked of the resource itself (not once per parent record)."""
+    incremental = resource.incremental
+    return incremental is not None and bool(incremental.end_param or "end_value" in resource.endpoint.placeholders()) \
+        and not resource.parents and total_path(resource) is not None
 
 
 def first_page(paging: Paging) -> Paging:
@@ -32,11 +41,14 @@ def first_page(paging: Paging) -> Paging:
 
 
 def day_totals(client: ApiClient, resource: Resource, days: Sequence[str]) -> dict[str, Optional[int]]:
-    """The API's record total of each UTC day (a partition key), None where its pages carry none."""
+    """The API's record total of each UTC day (a partition key), None where its pages carry none or
+    the resource cannot be counted by day."""
+    if not countable(resource):
+        return dict.fromkeys(days)
     rest = RESTClient(client.base_url, headers=dict(client.definition.config.client.headers), session=client.retrying)
 
     def total_of(day: str) -> Optional[int]:
-        probe = paginator_for(resource, first_page(resource.endpoint.paginator))
+        probe = paginator_for(resource, key_getter(resource.key), first_page(resource.endpoint.paginator))
         page = next(iter(rest.paginate(**endpoint_config(client, resource, Window.of_days(day), probe))), None)
         if probe.api_total is not None:
             return probe.api_total

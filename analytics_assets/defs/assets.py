@@ -27,18 +27,19 @@ from dagster import (
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from ..api.client import ApiClient
 from ..api.config import Resource
 from ..api.definition import ApiDefinition
-from ..window import Window
-from ..api.client import ApiClient
-from ..api.stats import SyncStats
+from ..api.names import CURSOR_AT, column, table
 from ..api.source import build_source
+from ..api.stats import SyncStats
 from ..api.totals import day_totals
 from ..errors import root_cause
 from ..settings import Settings
 from ..warehouse.pipeline import DATASET_NAME, file_format, loading
 from ..warehouse.destinations import Destination
-from ..warehouse.sql import WarehouseSql, location
+from ..warehouse.sql import WarehouseSql, ident, location
+from ..window import Window
 from .resources import AnalyticsApiResource, WarehouseResource
 
 API_GROUP = "analytics_api"
@@ -66,16 +67,39 @@ def endpoint_key(resource: str) -> AssetKey:
     return AssetKey([API_GROUP, resource])
 
 
-def column_schema(resource: Resource, drift: Sequence[str] = ()) -> TableSchema:
-    """The declared columns with their descriptions, then any undeclared ones the API added."""
-    return TableSchema(
-        columns=[
-            TableColumn(name=c.name, type=c.data_type, description=c.description,
-                        constraints=TableColumnConstraints(nullable=c.nullable, unique=c.name == resource.primary_key))
-            for c in resource.declared
-        ]
-        + [TableColumn(name=name, type="inferred", description="Undeclared: schema drift.") for name in drift]
-    )
+def column_schema(resource: Resource) -> TableSchema:
+    """The declared columns with their descriptions, under the names the table gives them: what the
+    UI shows before the first load tells dlt's own schema (`table_schema`)."""
+    return TableSchema(columns=[
+        TableColumn(name=column(c.name), type=c.data_type, description=c.description,
+                    constraints=TableColumnConstraints(nullable=c.nullable, unique=resource.key == (c.name,)))
+        for c in resource.declared])
+
+
+def table_schema(resource: Resource, columns: Mapping[str, Any]) -> TableSchema:
+    """The table's columns as dlt's schema has them after a load (the declared ones, those dlt
+    inferred or flattened, and `_cursor_at`), with their descriptions."""
+    declared = {column(c.name): c for c in resource.declared}
+    key = {column(field) for field in resource.key}
+    return TableSchema(columns=[
+        TableColumn(name=name, type=hint.get("data_type", "unknown"),
+                    description=declared[name].description if name in declared else hint.get("description") or (
+                        "" if name in declared else "Inferred by dlt from what the API sends."),
+                    constraints=TableColumnConstraints(nullable=hint.get("nullable", True),
+                                                       unique=key == {name}))
+        for name, hint in columns.items() if not name.startswith("_dlt_")])
+
+
+def describe_window(resource: Resource) -> str:
+    """How a daily partition reads the resource, for its asset's description."""
+    if resource.parents:
+        parents = ", ".join(f"`{parent}`" for parent in sorted(resource.parents))
+        return (f"Read for each record of {parents}: " + (
+            f"every one of them, for the records whose `{resource.cursor}` falls on the partition's UTC days."
+            if resource.cursor else "those the partition reads."))
+    if resource.cursor is None:
+        return "Read whole by every run (the endpoint has no window)."
+    return f"Each daily partition fetches the records whose `{resource.cursor}` falls on that UTC day."
 
 
 class AnalyticsDltTranslator(DagsterDltTranslator):
@@ -93,19 +117,19 @@ class AnalyticsDltTranslator(DagsterDltTranslator):
 
     def spec(self, resource: Resource) -> AssetSpec:
         metadata: dict[str, Any] = {
-            "dagster/table_name": f"{DATASET_NAME}.{resource.name}",
+            "dagster/table_name": f"{DATASET_NAME}.{table(resource.name)}",
             "dagster/storage_kind": self.destination.name,
         }
         if resource.columns:
             metadata["dagster/column_schema"] = column_schema(resource)
         return AssetSpec(
             key=table_key(resource.name),
-            deps=[endpoint_key(resource.name)],
+            deps=[endpoint_key(name) for name in (resource.name, *sorted(resource.parents))],
             group_name=TABLE_GROUP,
             description=(
-                f"Every record of the analytics API's `{resource.name}` endpoint, merged on `{resource.primary_key}` "
-                f"into {self.destination.title} table `{DATASET_NAME}.{resource.name}`. Each daily partition "
-                f"fetches the records whose `{resource.incremental.cursor_path}` falls on that UTC day."
+                f"Every record of the analytics API's `{resource.name}` endpoint, merged on "
+                f"`{', '.join(resource.key)}` into {self.destination.title} table "
+                f"`{DATASET_NAME}.{table(resource.name)}`. {describe_window(resource)}"
             ),
             kinds={"dlt", self.destination.name},
             owners=OWNERS,
@@ -154,7 +178,7 @@ def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefi
 
     @multi_asset(
         name="analytics_tables",
-        specs=[translator.spec(resource) for resource in definition.resources],
+        specs=[translator.spec(resource) for resource in definition.config.selected],
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run(),
         pool=destination.pool,
@@ -180,8 +204,8 @@ def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefi
                                           dlt_pipeline=pipeline, dagster_dlt_translator=translator,
                                           loader_file_format=file_format(pipeline)))
                     # Read before another run's load can change what this one wrote.
-                    results = [with_table_figures(context, sql, result, definition.resource(result.asset_key.path[-1]))
-                               for result in loaded]
+                    results = [with_table_figures(context, sql, pipeline, result,
+                                                  definition.resource(result.asset_key.path[-1])) for result in loaded]
                 context.log.info("sync finished: " + stats.summary())
                 totals = {result.asset_key: days_api_totals(context, client, definition.resource(
                     result.asset_key.path[-1]), stats) for result in results}
@@ -210,19 +234,29 @@ def days_api_totals(context: AssetExecutionContext, client: ApiClient, resource:
         return {}
 
 
-def with_table_figures(context: AssetExecutionContext, sql: WarehouseSql, result: MaterializeResult,
+def with_table_figures(context: AssetExecutionContext, sql: WarehouseSql, pipeline: Any, result: MaterializeResult,
                        resource: Resource) -> MaterializeResult:
     """What the table holds right after this run's load: each day's rows, the records this load
-    wrote (its rows carrying its `_dlt_load_id`, counted by key), and a preview."""
-    window = window_of(context)
-    table, cursor = sql.table(resource.name), resource.incremental.cursor_path
+    wrote (its rows carrying its `_dlt_load_id`, counted by key), the rows of its child tables, its
+    columns as dlt's schema has them, and a preview."""
+    window, table_name = window_of(context), table(resource.name)
+    name, key = sql.table(table_name), tuple(column(field) for field in resource.key)
     load_id = (result.metadata or {}).get("dlt_load_id", "")
-    rows_by_day = sql.rows_per_day(table, cursor, window)
-    figures = {
-        **{f"{ROWS_OF_DAY}{day}": MetadataValue.int(rows_by_day.get(day, 0)) for day in context.partition_keys},
-        "run_rows_landed_distinct": MetadataValue.int(sql.distinct_in_load(table, resource.primary_key, load_id)),
-        "preview": _preview(sql, table, cursor, resource.primary_key, window),
+    schema = pipeline.default_schema
+    children = [name for name, hints in schema.tables.items() if hints.get("parent") and
+                name.startswith(f"{table_name}{schema.naming.PATH_SEPARATOR}")]
+    figures: dict[str, Any] = {
+        "run_rows_landed_distinct": MetadataValue.int(sql.distinct_in_load(name, key, load_id)),
+        "preview": _preview(sql, name, key, window if resource.cursor else None),
+        "dagster/column_schema": table_schema(resource, schema.tables.get(table_name, {}).get("columns", {})),
     }
+    if children:
+        figures["run_child_table_rows"] = MetadataValue.json(
+            {child: sql.child_rows_of_load(sql.table(child), name, load_id) for child in children})
+    if resource.cursor:
+        rows_by_day = sql.rows_per_day(name, CURSOR_AT, window)
+        figures.update({f"{ROWS_OF_DAY}{day}": MetadataValue.int(rows_by_day.get(day, 0))
+                        for day in context.partition_keys})
     return MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **figures})
 
 
@@ -235,12 +269,13 @@ def with_sync_metadata(context: AssetExecutionContext, result: MaterializeResult
     metadata = dict(result.metadata or {})
     for partition_key in context.partition_keys:
         day = Window.of_days(partition_key)
-        day_metadata = {
-            "records_fetched": MetadataValue.int(counts.by_day.get(partition_key, 0)),
-            "dagster/partition_row_count": metadata.pop(f"{ROWS_OF_DAY}{partition_key}"),
-            "window_start": MetadataValue.timestamp(day.start),
-            "window_end": MetadataValue.timestamp(day.end),
-        }
+        day_metadata = {"window_start": MetadataValue.timestamp(day.start), "window_end": MetadataValue.timestamp(day.end)}
+        if resource.cursor:  # a resource read whole has no day of its own
+            day_metadata = {
+                "records_fetched": MetadataValue.int(counts.by_day.get(partition_key, 0)),
+                "dagster/partition_row_count": metadata.pop(f"{ROWS_OF_DAY}{partition_key}"),
+                **day_metadata,
+            }
         if api_totals.get(partition_key) is not None:
             day_metadata["api_total"] = MetadataValue.int(api_totals[partition_key])
         context.add_asset_metadata(day_metadata, asset_key=result.asset_key, partition_key=partition_key)
@@ -252,22 +287,23 @@ def with_sync_metadata(context: AssetExecutionContext, result: MaterializeResult
         "run_window_end": MetadataValue.timestamp(window.end),
         **{f"run_{name}": value for name, value in stats.as_metadata().items()},
         "run_records_fetched_distinct": MetadataValue.int(stats.distinct_ids(resource.name)),
+        "run_records_kept_distinct": MetadataValue.int(stats.distinct_kept(resource.name)),
+        "run_records_past_window_end": MetadataValue.int(counts.past_end),
         "run_api_total": MetadataValue.int(counts.api_total if counts.api_total is not None else counts.records),
         "schema_drift": MetadataValue.text(", ".join(drift) if drift else "none"),
     }
-    if resource.columns:
-        metadata["dagster/column_schema"] = column_schema(resource, drift)
     return MaterializeResult(asset_key=result.asset_key, metadata=metadata)
 
 
-def _preview(sql: WarehouseSql, table: str, cursor: str, key: str, window: Window) -> Any:
+def _preview(sql: WarehouseSql, name: str, key: tuple[str, ...], window: Optional[Window]) -> Any:
     """The first rows of the window, as a table of text: the API's text is never rendered as
     Markdown (a remote image or a link would show in the UI)."""
+    where = f"WHERE {ident(CURSOR_AT)} >= %s AND {ident(CURSOR_AT)} < %s" if window else ""
     names, rows = sql.columns_and_rows(
-        f"SELECT * FROM {table} WHERE {cursor} >= %s AND {cursor} < %s ORDER BY {key} LIMIT {PREVIEW_ROWS}",
-        window.start, window.end,
+        f"SELECT * FROM {name} {where} ORDER BY {', '.join(map(ident, key))} LIMIT {PREVIEW_ROWS}",
+        *((window.start, window.end) if window else ()),
     )
-    shown = [i for i, name in enumerate(names) if not name.startswith("_dlt_")]
+    shown = [i for i, column_name in enumerate(names) if not column_name.startswith("_dlt_") and column_name != CURSOR_AT]
     return MetadataValue.table(
         records=[TableRecord({names[i]: None if row[i] is None else str(row[i])[:60] for i in shown}) for row in rows],
         schema=TableSchema(columns=[TableColumn(names[i], "text") for i in shown]),

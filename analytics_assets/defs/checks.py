@@ -27,43 +27,49 @@ from dagster import (
 
 from ..api.config import Resource
 from ..api.definition import ApiDefinition
+from ..api.names import column, table
 from ..warehouse.destinations import Destination
+from ..warehouse.sql import ident
 from .assets import table_key
 from .resources import WarehouseResource
 
 
 def build_checks(resource: Resource, destination: Destination) -> list[AssetChecksDefinition]:
-    key, name, id_column = table_key(resource.name), resource.name, resource.primary_key
-    required = resource.required
+    key, name = table_key(resource.name), table(resource.name)
+    key_columns = tuple(column(field) for field in resource.key)
+    required = [column(field) for field in resource.required]
+    shown_key = ", ".join(key_columns)
 
     @asset_check(asset=key, name="id_unique", blocking=True, pool=destination.pool,
-                 description=f"No two rows share an `{id_column}` (the merge key).")
+                 description=f"No two rows share a key (`{shown_key}`, the merge key).")
     def id_unique(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
+        columns = ", ".join(map(ident, key_columns))
         with warehouse.sql(context.run.run_id, context.log.info) as sql:
-            duplicated = f"SELECT {id_column} FROM {sql.table(name)} GROUP BY {id_column} HAVING count(*) > 1"
+            duplicated = f"SELECT {columns} FROM {sql.table(name)} GROUP BY {columns} HAVING count(*) > 1"
             count = sql.rows(f"SELECT count(*) FROM ({duplicated}) d")[0][0]
-            first = sql.rows(f"{duplicated} ORDER BY {id_column} LIMIT 20") if count else []
+            first = sql.rows(f"{duplicated} ORDER BY {columns} LIMIT 20") if count else []
         return AssetCheckResult(passed=not count, metadata={
             "duplicate_ids": MetadataValue.int(count),
-            "first_duplicate_ids": MetadataValue.text(", ".join(str(row[0]) for row in first) or "none"),
+            "first_duplicate_ids": MetadataValue.text(
+                ", ".join(str(row[0] if len(row) == 1 else row) for row in first) or "none"),
         })
 
     @asset_check(asset=key, name="required_columns_not_null", blocking=True, pool=destination.pool,
                  description=f"Columns declared NOT NULL hold no nulls: {', '.join(required)}.")
     def required_columns_not_null(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
-        counts = ", ".join(f"count(*) FILTER (WHERE {column} IS NULL)" for column in required)
+        counts = ", ".join(f"count(*) FILTER (WHERE {ident(column_name)} IS NULL)" for column_name in required)
         with warehouse.sql(context.run.run_id, context.log.info) as sql:
             nulls = sql.rows(f"SELECT {counts} FROM {sql.table(name)}")[0]
         return AssetCheckResult(passed=not any(nulls), metadata={
             "null_rows": MetadataValue.int(sum(nulls)),
-            **{f"nulls_in_{column}": MetadataValue.int(count) for column, count in zip(required, nulls)},
+            **{f"nulls_in_{column_name}": MetadataValue.int(count) for column_name, count in zip(required, nulls)},
         })
 
     @asset_check(asset=key, name="window_complete", blocking=True, pool=destination.pool,
-                 description="Every record the materialization fetched is in the table (its rows carrying that "
-                 "load's `_dlt_load_id` are as many as the distinct records it fetched), and it fetched at least "
-                 "the API's `total` for its window. Counted again now, or, once a later load has merged rows of "
-                 "its own over this one's, as counted right after this load.")
+                 description="Every record the materialization kept is in the table (its rows carrying that load's "
+                 "`_dlt_load_id` are as many as the distinct records it kept), and it was served at least the "
+                 "API's `total` for its window. Counted again now, or, once a later load has merged rows of its own "
+                 "over this one's, as counted right after this load.")
     def window_complete(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
         event = materialization_to_check(context, key)
         metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
@@ -72,12 +78,13 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
                                     metadata={"reason": "no materialization has been recorded yet"})
         load_id, api_total = metadata["dlt_load_id"].value, metadata["run_api_total"].value
         fetched = metadata["run_records_fetched_distinct"].value
+        kept = metadata["run_records_kept_distinct"].value
         with warehouse.sql(context.run.run_id, context.log.info) as sql:
             superseded = sql.later_loads(load_id) > 0
             landed = metadata["run_rows_landed_distinct"].value if superseded else \
-                sql.distinct_in_load(sql.table(name), id_column, load_id)
+                sql.distinct_in_load(sql.table(name), key_columns, load_id)
         return AssetCheckResult(
-            passed=landed == fetched >= api_total,
+            passed=landed == kept and fetched >= api_total,
             metadata={
                 "run": MetadataValue.dagster_run(event.run_id),
                 "window_start": metadata["run_window_start"],
@@ -85,10 +92,11 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
                 "dlt_load_id": load_id,
                 "api_total": MetadataValue.int(api_total),
                 "fetched_distinct_ids": MetadataValue.int(fetched),
+                "kept_distinct_ids": MetadataValue.int(kept),
                 "rows_of_this_load": MetadataValue.int(landed),
                 "counted": MetadataValue.text("right after the load (a later load merged over it)" if superseded
                                               else "now"),
-                "ids_missing": MetadataValue.int(max(0, fetched - landed, api_total - fetched)),
+                "ids_missing": MetadataValue.int(max(0, kept - landed, api_total - fetched)),
             },
         )
 
@@ -112,5 +120,5 @@ def build_freshness_checks(definition: ApiDefinition) -> Sequence[AssetChecksDef
     """Dagster's `freshness_check` on every table: it fails while the latest daily partition is
     missing, so a day the schedule did not sync shows red."""
     return build_time_partition_freshness_checks(
-        assets=[table_key(resource.name) for resource in definition.resources],
+        assets=[table_key(resource.name) for resource in definition.config.selected],
         deadline_cron=FRESHNESS_DEADLINE_CRON, timezone="UTC")

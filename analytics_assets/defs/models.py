@@ -32,9 +32,10 @@ from dagster import (
 )
 
 from ..api.definition import ApiDefinition
+from ..api.names import column
 from ..warehouse.pipeline import DATASET_NAME
 from ..warehouse.destinations import Destination
-from ..warehouse.sql import WarehouseSql
+from ..warehouse.sql import WarehouseSql, ident
 from .assets import OWNERS, TABLE_GROUP, table_key
 from .resources import WarehouseResource
 
@@ -57,7 +58,7 @@ FOLLOWS_THE_TABLE = AutomationCondition.eager().without(~AutomationCondition.any
 
 
 def day_of(cursor: str) -> str:
-    return f"CAST({cursor} AT TIME ZONE 'UTC' AS DATE)"
+    return f"CAST({ident(cursor)} AT TIME ZONE 'UTC' AS DATE)"
 
 
 def create_summary_table() -> str:
@@ -99,9 +100,9 @@ def build_summary(definition: ApiDefinition, destination: Destination) -> list:
     if SUMMARIZED not in definition.names:
         return []
     resource = definition.resource(SUMMARIZED)
-    if not NEEDED_COLUMNS <= set(resource.columns):
+    if not NEEDED_COLUMNS <= set(resource.columns) or resource.cursor is None:
         return []
-    cursor = resource.incremental.cursor_path
+    cursor = column(resource.cursor)
 
     spec = AssetSpec(
         key=SUMMARY_KEY,

@@ -40,7 +40,8 @@ from ..api.definition import ApiDefinition
 from ..window import Window
 from ..api.client import ApiClient
 from ..api.stats import SyncStats
-from ..api.totals import day_totals, total_path
+from ..api.names import CURSOR_AT, table
+from ..api.totals import countable, day_totals, total_path
 from ..errors import WarehouseFileError
 from .assets import endpoint_key
 from .resources import AnalyticsApiResource, WarehouseResource
@@ -82,7 +83,7 @@ def build_reconcile_sensor(definition: ApiDefinition, partitions_def: TimeWindow
             return SensorResult(skip_reason="No daily partition has ended yet.")
         with ApiClient(definition, settings.model_copy(update={"max_concurrency": 1}),
                        SyncStats(warning=context.log.warning)) as client:
-            totals = {resource.name: day_totals(client, resource, days) for resource in definition.resources}
+            totals = {resource.name: day_totals(client, resource, days) for resource in definition.config.selected}
         try:
             rows = table_rows(warehouse, definition, days)
         except WarehouseFileError as error:
@@ -97,9 +98,9 @@ def table_rows(warehouse: WarehouseResource, definition: ApiDefinition, days: Se
     window = Window.of_days(days[0], days[-1])
     with warehouse.sql(RECONCILE_SENSOR, wait=SENSOR_LOCK_WAIT) as sql:
         return {
-            resource.name: sql.rows_per_day(sql.table(resource.name), resource.incremental.cursor_path, window)
-            if sql.has_table(sql.table(resource.name)) else {}
-            for resource in definition.resources
+            resource.name: sql.rows_per_day(sql.table(table(resource.name)), CURSOR_AT, window)
+            if resource.cursor and sql.has_table(sql.table(table(resource.name))) else {}
+            for resource in definition.config.selected
         }
 
 
@@ -108,13 +109,16 @@ def compare(definition: ApiDefinition, days: Sequence[str], totals: dict[str, di
     """Observations of the API's totals, and runs for the stretches of days a table is behind on.
     A resource whose pages carry no total on some day has nothing to compare (an empty first page
     counts as a total of 0, so only the days with records tell)."""
-    counted = [resource for resource in definition.resources if None not in totals[resource.name].values()]
+    selected = definition.config.selected
+    counted = [resource for resource in selected if None not in totals[resource.name].values()]
     if not counted:
-        paths = ", ".join(f"`{total_path(resource)}` ({resource.name})" for resource in definition.resources)
+        paths = ", ".join(f"`{total_path(resource)}` ({resource.name})" for resource in selected if countable(resource))
         return SensorResult(skip_reason=(
             f"The API's pages carry no record total at {paths}, so late records cannot be counted: set the "
             "paginator's `total_path` (offset) or `records_total_path` (the others) in the API config to where "
-            "the API says how many records a window holds. The daily schedule still syncs each day."))
+            "the API says how many records a window holds. The daily schedule still syncs each day." if paths else
+            "No resource can be counted by day (each has no window with an end, or is read for each record of a "
+            "parent), so late records cannot be found by comparing totals. The daily schedule still syncs each day."))
     observations, differing, ahead = [], set(), set()
     for resource in counted:
         for day in days:
@@ -137,7 +141,7 @@ def compare(definition: ApiDefinition, days: Sequence[str], totals: dict[str, di
             requests.append(RunRequest(run_key=key, tags={**tags, RANGE_START: first, RANGE_END: last}))
     if requests:
         return SensorResult(run_requests=requests, asset_events=observations)
-    uncounted = [resource.name for resource in definition.resources if resource not in counted]
+    uncounted = [resource.name for resource in selected if resource not in counted]
     notes = "".join([
         f"; {len(ahead)} day(s) hold more rows than the API counts now (records updated upstream move to a later "
         "day when that day is synced; records deleted upstream stay)" if ahead else "",

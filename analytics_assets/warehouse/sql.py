@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_LOCK_WAIT: float = Settings.model_fields["warehouse_lock_wait"].default
 
 SQL_DIALECT = "postgres"  # the dialect this project's SQL is written in
+
+
+def ident(name: str) -> str:
+    """A column or table name, quoted in this project's dialect: sqlglot turns the quotes into the
+    destination's own, so a column named `order` or `created at` works."""
+    return '"' + name.replace('"', '""') + '"'
 # pg_advisory_lock key held by whichever run creates schemas or tables on a shared warehouse.
 CREATING_TABLES_LOCK = 7_305_118_201
 
@@ -58,7 +64,8 @@ class WarehouseSql:
             return [d[0] for d in cursor.description], [tuple(row) for row in cursor.fetchall()]
 
     def table(self, name: str) -> str:
-        return f"{self.dataset}.{name}"
+        """A table of the dataset, qualified and quoted (`name` as the table has it)."""
+        return f"{ident(self.dataset)}.{ident(name)}"
 
     def has_table(self, table: str) -> bool:
         try:
@@ -72,19 +79,25 @@ class WarehouseSql:
         return {
             day.isoformat(): count
             for day, count in self.rows(
-                f"SELECT CAST({cursor} AT TIME ZONE 'UTC' AS DATE), count(*) FROM {table} "
-                f"WHERE {cursor} >= %s AND {cursor} < %s GROUP BY 1",
+                f"SELECT CAST({ident(cursor)} AT TIME ZONE 'UTC' AS DATE), count(*) FROM {table} "
+                f"WHERE {ident(cursor)} >= %s AND {ident(cursor)} < %s GROUP BY 1",
                 window.start, window.end,
             )
         }
 
-    def distinct_in_load(self, table: str, column: str, load_id: str) -> int:
-        """Distinct values of `column` among the rows one dlt load wrote. Grouped, not
+    def distinct_in_load(self, table: str, key: tuple[str, ...], load_id: str) -> int:
+        """Distinct values of `key` (its columns) among the rows one dlt load wrote. Grouped, not
         count(DISTINCT): DuckDB allocates a count(DISTINCT)'s table whole, which under the 32 MB cap
         fails at about a million ids, where a grouped aggregate spills to disk. The HAVING keeps
         the optimizer from turning the grouping back into a count(DISTINCT)."""
-        return self.rows(f"SELECT count(*) FROM (SELECT {column} FROM {table} WHERE _dlt_load_id = %s "
-                         f"GROUP BY {column} HAVING count(*) >= 1) AS distinct_values", load_id)[0][0]
+        columns = ", ".join(map(ident, key))
+        return self.rows(f"SELECT count(*) FROM (SELECT {columns} FROM {table} WHERE _dlt_load_id = %s "
+                         f"GROUP BY {columns} HAVING count(*) >= 1) AS distinct_values", load_id)[0][0]
+
+    def child_rows_of_load(self, child: str, root: str, load_id: str) -> int:
+        """Rows of a child table (dlt's nested data) that belong to the root rows one load wrote."""
+        return self.rows(f"SELECT count(*) FROM {child} c JOIN {root} r ON c._dlt_root_id = r._dlt_id "
+                         "WHERE r._dlt_load_id = %s", load_id)[0][0]
 
     def later_loads(self, load_id: str) -> int:
         """Loads into the dataset after `load_id` (dlt's load ids grow with time)."""

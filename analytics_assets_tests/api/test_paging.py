@@ -119,7 +119,7 @@ def cursor_definition(**paginator):
 def test_a_cursor_api_repeating_a_page_stops_with_the_loop_guard(make_api, syncer):
     api = make_api(records=350, days=3, pagination="cursor")
     api.faults.queue("repeat_page", after=1)
-    with pytest.raises(PaginationError, match="repeats the previous page"):
+    with pytest.raises(PaginationError, match="Page 2 of resource_name repeats page 1"):
         syncer.run(api, definition=cursor_definition())
 
 

@@ -27,7 +27,7 @@ def test_table_has_declared_types_and_not_nulls_even_when_pages_lack_fields(make
     [
         ("name", None, "is null but is declared NOT NULL"),
         ("updated_at", None, "is null but is declared NOT NULL"),
-        ("created_at", "yesterday", "is not an ISO 8601 timestamp"),
+        ("created_at", "yesterday", "is not a timestamp"),
         ("metric_value", "twelve", "is not a number"),
         ("event_count", 1.5, "is not an integer"),
         ("is_active", "maybe", "is not a boolean"),

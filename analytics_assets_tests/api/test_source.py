@@ -97,7 +97,7 @@ def test_insecure_or_malformed_base_url_refused(url):
     [
         ("invalid_json", "invalid JSON"),
         ("html", "HTML page"),
-        ("missing_data", "no `data` key"),
+        ("missing_data", "no records at `data`, while the body holds a list of records at `items`"),
         ("data_not_list", "not a list"),
         ("total_not_number", "`total` is not a whole number"),
     ],

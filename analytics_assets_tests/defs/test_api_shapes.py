@@ -77,6 +77,8 @@ LANDING = {
     "timestamps_with_offsets": (api_config(), {"timestamp_format": "offset"}),
     "timestamps_without_zone": (api_config(), {"timestamp_format": "naive"}),
     "timestamps_as_epoch_seconds": (api_config(), {"timestamp_format": "epoch_seconds"}),
+    # Epoch milliseconds, told from seconds by their size (as seconds they would lie 50,000 years away).
+    "timestamps_as_epoch_millis": (api_config(), {"timestamp_format": "epoch_millis"}),
     "numbers_as_text": (api_config(), {"numbers_as_strings": True}),
     "cursor_paging": (api_config(endpoint={"paginator": {"type": "cursor", "cursor_path": "next_cursor",
                                                          "cursor_param": "cursor"}}), {"pagination": "cursor"}),
@@ -108,13 +110,23 @@ def test_a_quiet_day_answered_with_an_empty_body_lands_no_rows(shaped, empty_pag
     assert query(Path(_db()), "SELECT count(*) FROM analytics.resource_name")[1] == [(0,)]
 
 
-def test_an_inclusive_window_end_lands_the_records_of_that_instant_too(shaped) -> None:
+def test_a_record_at_the_windows_end_is_left_to_the_day_it_belongs_to(shaped) -> None:
+    """An API whose end is inclusive sends the record stamped exactly at the window's end: it belongs
+    to the next day's partition, so this run leaves it out (and says so), and the next day lands it."""
+    from dagster import AssetKey, DagsterInstance
+
     api = shaped(api_config(), window_end_inclusive=True)
     start, end = day_bounds(DAY)
     boundary = api.records_in_window(start, end)[0]
     api.update_record(boundary["id"], updated_at=end)  # exactly at the window's end
-    assert run_job(DAY).success
-    assert_table_matches(Path(_db()), api.records_in_window(start, end + timedelta(seconds=1)))
+    instance = DagsterInstance.ephemeral()
+    assert run_job(DAY, instance=instance).success
+    assert_table_matches(Path(_db()), api.records_in_window(start, end))
+    latest = instance.get_latest_materialization_event(AssetKey(["analytics", "resource_name"]))
+    assert latest.asset_materialization.metadata["run_records_past_window_end"].value == 1
+    next_day = (start + timedelta(days=1)).date().isoformat()
+    assert run_job(next_day, instance=instance).success
+    assert_table_matches(Path(_db()), api.records_in_window(start, end + timedelta(days=1)))
 
 
 FAILING = {
@@ -127,10 +139,6 @@ FAILING = {
     # The same with no declared columns (dlt infers the table): the records are checked one by one.
     "window_ignored_columns_inferred": (without_columns(api_config()), {"ignore_window": True},
                                        ["outside the window", "updated_since=2026-11-17T00:00:00Z", "start_param"]),
-    # Epoch milliseconds are no timestamp dlt can read (as seconds they are 50,000 years away).
-    "timestamps_as_epoch_millis": (api_config(), {"timestamp_format": "epoch_millis"},
-                                   ["'created_at' cannot be read as a timestamp", "dlt would not coerce it",
-                                    "`columns` in the API config"]),
     # A page-number API that caps pages but numbers them as if uncapped skips records between pages.
     "page_numbers_skipping": (api_config(endpoint={"paginator": {"type": "page_number", "base_page": 1,
                                                                  "total_path": "total_pages"},

@@ -65,14 +65,16 @@ def as_utc(moment: datetime) -> datetime:
 
 
 def load_with_plain_dlt(standin: Any, resource: str, start: datetime, end: datetime, duckdb_path: Path,
-                        pipelines_dir: Optional[Path] = None, config: Optional[dict[str, Any]] = None) -> Any:
+                        pipelines_dir: Optional[Path] = None, config: Optional[dict[str, Any]] = None,
+                        max_table_nesting: int = 0) -> Any:
     """Runs plain dlt (`rest_api_source` + `dlt.pipeline`) on the stand-in's `plain_dlt_config` for
     `[start, end)` (or on `config`), loading only `resource` (and the parents it needs) into
     `duckdb_path`, dataset `standin`, with a private pipelines folder. Returns dlt's LoadInfo."""
     config = config if config is not None else standin.plain_dlt_config(start, end)
     if config is None:
         raise ValueError(f"plain dlt cannot load {standin.name}: {type(standin).plain_dlt_config.__doc__}")
-    source = rest_api_source(cast(Any, config), name=standin.name, max_table_nesting=0).with_resources(resource)
+    source = rest_api_source(cast(Any, config), name=standin.name, max_table_nesting=max_table_nesting)
+    source = source.with_resources(resource)
     pipeline = dlt.pipeline(
         pipeline_name=f"plain_{standin.name}",
         destination=dlt.destinations.duckdb(str(duckdb_path)),

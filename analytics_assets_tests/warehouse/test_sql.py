@@ -23,5 +23,5 @@ def test_distinct_ids_of_a_million_row_load_are_counted_under_the_memory_cap(tmp
                     "FROM range(1200000) UNION ALL SELECT range AS id, 'other' FROM range(50000)")
         with duckdb.connect(config=DUCKDB_CONFIG) as capped:
             assert sql.rows(CAP)[0][0] == capped.execute(CAP).fetchone()[0]
-        assert sql.distinct_in_load(table, "id", "this") == 1_000_000
-        assert sql.distinct_in_load(table, "id", "other") == 50_000
+        assert sql.distinct_in_load(table, ("id",), "this") == 1_000_000
+        assert sql.distinct_in_load(table, ("id",), "other") == 50_000
