@@ -32,7 +32,7 @@ from dagster import (
 )
 
 from ..api.definition import ApiDefinition
-from ..api.names import column
+from ..api.names import CURSOR_AT
 from ..warehouse.pipeline import DATASET_NAME
 from ..warehouse.destinations import Destination
 from ..warehouse.sql import WarehouseSql, ident
@@ -45,7 +45,7 @@ SUMMARY_TABLE = f"{DATASET_NAME}.{SUMMARY}"
 SUMMARY_KEY = AssetKey([TABLE_GROUP, SUMMARY])
 NEEDED_COLUMNS = {"category", "metric_value", "event_count"}
 SUMMARY_COLUMNS = [
-    TableColumn("day", "date", description="UTC day of `updated_at`."),
+    TableColumn("day", "date", description="UTC day of `updated_at` (as `_cursor_at` holds it)."),
     TableColumn("category", "text", description="Record category; null kept as its own group."),
     TableColumn("record_count", "bigint", description="Records whose `updated_at` falls on that day."),
     TableColumn("metric_value_sum", "double", description="Sum of metric_value."),
@@ -102,7 +102,7 @@ def build_summary(definition: ApiDefinition, destination: Destination) -> list:
     resource = definition.resource(SUMMARIZED)
     if not NEEDED_COLUMNS <= set(resource.columns) or resource.cursor is None:
         return []
-    cursor = column(resource.cursor)
+    cursor = CURSOR_AT  # the cursor's instant, whatever form the API sends it in
 
     spec = AssetSpec(
         key=SUMMARY_KEY,

@@ -20,6 +20,7 @@ from analytics_assets.settings import Settings
 from analytics_assets_tests.conftest import assert_table_matches, day_bounds, run_job
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+CONFIG_DOC = README.parent / "docs" / "api-config.md"
 
 
 def readme_example() -> dict:
@@ -44,9 +45,18 @@ def refused(tmp_path: Path, config: object, *words: str, name: str = "api.yaml")
     return message
 
 
-def test_readme_reference_table_is_the_model():
-    assert reference_table() in README.read_text(), (
-        "README's table of config keys differs from api/config.py; paste `reference_table()` into it")
+def test_the_config_reference_table_is_the_model():
+    assert reference_table() in CONFIG_DOC.read_text(), (
+        "docs/api-config.md's table of config keys differs from api/config.py; paste `reference_table()` into it")
+
+
+def test_the_config_reference_lists_every_tested_public_api():
+    """The list is the stand-ins' own (their module's docstring), one entry per stand-in."""
+    from analytics_assets_tests.standins import apis
+
+    listed = apis.__doc__[apis.__doc__.index("- **"):apis.__doc__.index("Where a real API")].strip()
+    assert listed in CONFIG_DOC.read_text()
+    assert listed.count("- **") == len(apis.ALL)
 
 
 def test_the_built_in_definition_is_the_seed_with_its_schema(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -198,3 +198,34 @@ def test_each_days_figures_count_records_by_their_utc_day_without_declared_colum
             fetched[materialization.partition] = materialization.metadata["records_fetched"].value
     expected = {day: len(api.records_in_window(*day_bounds(day))) for day in ("2026-11-16", "2026-11-17", "2026-11-18")}
     assert fetched == expected
+
+
+def test_a_jsonpath_data_selector_takes_the_records_it_finds(shaped) -> None:
+    """A JSONPath with a wildcard (`$.data[*]`): each match is a record, as in dlt."""
+    api = shaped(api_config(endpoint={"data_selector": "$.data[*]"}))
+    result = run_job(DAY)
+    assert result.success, _failure(result)
+    assert_table_matches(Path(_db()), api.records_in_window(*day_bounds(DAY)))
+
+
+@pytest.mark.parametrize("declared", ["bigint", None])
+def test_an_epoch_milliseconds_cursor_lands_as_sent_and_counts_by_its_instant(shaped, declared) -> None:
+    """`updated_at` in epoch milliseconds, declared `bigint` or not declared: the column keeps the
+    number the API sends, the window and each day's figures read it as an instant (`_cursor_at`)."""
+    config = api_config()
+    columns = config["resources"][0]["columns"]
+    if declared:
+        for name in ("created_at", "updated_at"):
+            columns[name]["data_type"] = declared
+    else:
+        config = without_columns(config)
+    api = shaped(config, timestamp_format="epoch_millis")
+    result = run_job(DAY)
+    assert result.success, _failure(result)
+    served = {r["id"]: r["updated_at"] for r in api.records_in_window(*day_bounds(DAY))}
+    names, rows = query(Path(_db()), "SELECT id, updated_at, _cursor_at FROM analytics.resource_name ORDER BY id")
+    assert [row[0] for row in rows] == sorted(served)
+    for record_id, millis, moment in rows:
+        assert isinstance(millis, int)
+        expected = datetime.fromisoformat(served[record_id].replace("Z", "+00:00"))
+        assert millis == int(expected.timestamp() * 1000) and moment == expected

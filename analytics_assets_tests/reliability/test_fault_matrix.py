@@ -247,7 +247,8 @@ BODY_CASES = [
     Case("body_missing_data", queue("missing_data", after=1),
          fails_with=("GET /v1/resource", "cannot read", "no records at `data`", "a list of records at `items`",
                      "data_selector")),
-    Case("body_data_not_list", queue("data_not_list", after=1), fails_with=(*UNREADABLE, "`data` is not a list")),
+    Case("body_data_not_list", queue("data_not_list", after=1),
+         fails_with=("GET /v1/resource", "cannot read", "`data` is not a list", "data_selector")),
     Case("body_total_not_number", queue("total_not_number", after=1),
          fails_with=(*UNREADABLE, "`total` is not a whole number")),
 ]
