@@ -101,3 +101,23 @@ def test_dg_dev_serves_the_project(tmp_path):
         assert ui["locations"] == LOADED, log.read_text()[-3000:]
         assert env["DAGSTER_HOME"] in ui["info"], ui["info"]
     assert DEV_WARNINGS["superseded by dg dev"] not in log.read_text(errors="replace")
+
+
+@pytest.mark.slow
+def test_dg_launch_lands_a_public_apis_parent_and_child_from_its_config_file(tmp_path):
+    """Slack shaped, as a user configures it: the config file and the credentials in the shell, then
+    `dg launch` of the child table; its messages of the day land exactly, channel by channel."""
+    from analytics_assets_tests.standins.compare import assert_rows_equal, table_rows
+    from analytics_assets_tests.standins.slack import SlackMessages
+
+    day = "2026-11-17"
+    with SlackMessages() as standin:
+        config = tmp_path / "slack.json"
+        config.write_text(json.dumps(standin.config()))
+        env = dg_env(tmp_path, ANALYTICS_API_CONFIG=str(config), ANALYTICS_CLIENT_ID=standin.client_id,
+                     ANALYTICS_CLIENT_SECRET=standin.client_secret, ANALYTICS_PARTITIONS_START="2026-11-01")
+        completed = dg("launch", "--assets", "analytics/messages", "--partition", day, env=env)
+        assert completed.returncode == 0, (completed.stdout + completed.stderr)[-3000:]
+        rows = [{k: v for k, v in row.items() if k != "_cursor_at"}
+                for row in table_rows(tmp_path / "warehouse.duckdb", "messages", "analytics")]
+        assert_rows_equal(rows, standin.expected_rows("messages", *day_bounds(day)), standin.row_key("messages"))

@@ -183,3 +183,44 @@ def test_nested_data_becomes_columns_and_child_tables_as_dlt_makes_them(tmp_path
     assert metadata["run_child_table_rows"].value == {"issues__labels": len(labels(db, "analytics"))}
     columns = {column.name for column in metadata["dagster/column_schema"].schema.columns}
     assert {"id", "title", "user__login"} <= columns
+
+
+@pytest.mark.parametrize("concurrency", [2, 8])
+def test_children_are_requested_at_once_within_the_concurrency(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               concurrency: int) -> None:
+    """Slack's messages are read per channel: the channels' requests go out together, never more in
+    flight than ANALYTICS_MAX_CONCURRENCY, and land exactly the day's messages."""
+    import threading
+    import time
+
+    from analytics_assets_tests.standins.slack import SlackMessages
+
+    class Counting(SlackMessages):
+        """The API answering history requests in 50 ms, counting how many it serves at once."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.now = self.most = 0
+            self.counter = threading.Lock()
+
+        def dispatch(self, request: Any) -> Any:
+            if not request.path.endswith("conversations.history"):
+                return super().dispatch(request)
+            with self.counter:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                time.sleep(0.05)  # the API's latency
+                return super().dispatch(request)
+            finally:
+                with self.counter:
+                    self.now -= 1
+
+    with Counting() as standin:
+        db = configured(standin, tmp_path, monkeypatch)
+        monkeypatch.setenv("ANALYTICS_MAX_CONCURRENCY", str(concurrency))
+        result = run_job(BUSY)
+        assert result.success, failure(result)
+        assert_rows_equal(loaded(db, "messages"), standin.expected_rows("messages", *day_bounds(BUSY)),
+                          standin.row_key("messages"))
+        assert 1 < standin.most <= concurrency
