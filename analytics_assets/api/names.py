@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 from dlt.common import jsonpath
 from dlt.common.normalizers.naming import NamingConvention
@@ -69,10 +69,10 @@ def key_getter(fields: tuple[str, ...]) -> Callable[[Any], Any]:
     for a resource without one: a parent read only for its children)."""
     if not fields:
         return lambda record: None
-    if len(fields) == 1:
+    if len(fields) == 1:  # records decoded from JSON are dicts: `isinstance(dict)` is the cheap test
         name = fields[0]
-        return lambda record: record.get(name) if isinstance(record, Mapping) else None
-    return lambda record: tuple(record.get(name) for name in fields) if isinstance(record, Mapping) else None
+        return lambda record: record.get(name) if isinstance(record, dict) else None
+    return lambda record: tuple(record.get(name) for name in fields) if isinstance(record, dict) else None
 
 
 def instant(value: Any) -> Optional[datetime]:

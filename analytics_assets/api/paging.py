@@ -66,6 +66,7 @@ class PageChecks:
     data_selector: str
     resource: str
     sync: Optional[str] = None
+    _compiled: Any = None
     single_record: bool = False  # a selector that may find one object: the one record of a single page
 
     def _check_page(self, response: Response) -> None:
@@ -74,9 +75,7 @@ class PageChecks:
         payload = response.json()
         if isinstance(payload, dict) and any(payload.get(flag) is False for flag in FAILED_FLAGS):
             self._api_said(response, _failure_said(payload))
-        found = jsonpath.find_values(jsonpath.compile_path(self.data_selector), payload) \
-            if isinstance(payload, (dict, list)) else []
-        found = [value for value in found if value is not None]
+        found = [value for value in self._selected(payload) if value is not None]
         if found:
             if len(found) == 1 and not isinstance(found[0], list) and not self.single_record:
                 raise MalformedResponse(where(response.request), f"`{self.data_selector}` is not a list of records",
@@ -94,6 +93,15 @@ class PageChecks:
                 f"records at `{elsewhere[0]}` (its keys: {keys})",
                 "set the endpoint's `data_selector` to where the records are (a key, a dotted path, a JSONPath, "
                 "or `$` for a top-level list)")
+
+    def _selected(self, payload: Any) -> list:
+        """What the selector finds in a page: a plain key is read directly, anything else by a
+        JSONPath compiled once per paginator (parsing one costs more than a page's paging)."""
+        if self.data_selector.isidentifier():
+            return [payload[self.data_selector]] if isinstance(payload, dict) and self.data_selector in payload else []
+        if self._compiled is None:
+            self._compiled = jsonpath.compile_path(self.data_selector)
+        return jsonpath.find_values(self._compiled, payload) if isinstance(payload, (dict, list)) else []
 
     def _api_said(self, response: Response, said: str) -> None:
         client = ApiClient.open(self.sync)

@@ -132,7 +132,7 @@ def connect(pipeline: dlt.Pipeline, wait: float = DEFAULT_LOCK_WAIT,
     once through `say`. A file that cannot be opened, or a server that refuses the connection,
     fails naming the file or the server and where credentials come from, never quoting them."""
     duckdb = pipeline.destination.destination_name == "duckdb"
-    database = Path(pipeline.destination_client().config.credentials.database) if duckdb else None
+    database = duckdb_file(pipeline) if duckdb else None
     with exclusive(database, wait, say) if database else contextlib.nullcontext():
         client = pipeline.sql_client()
         deadline, told = time.monotonic() + wait, False
@@ -159,6 +159,14 @@ def connect(pipeline: dlt.Pipeline, wait: float = DEFAULT_LOCK_WAIT,
             yield client
         finally:
             client.close_connection()
+
+
+def duckdb_file(pipeline: dlt.Pipeline) -> Path:
+    """The DuckDB file a pipeline of this project loads, as `make_pipeline` gave it (resolving dlt's
+    destination configuration again costs more than a connection)."""
+    credentials = pipeline.destination.config_params.get("credentials")
+    database = getattr(credentials, "database", None) or pipeline.destination_client().config.credentials.database
+    return Path(database)
 
 
 def _driver_error(error: BaseException) -> BaseException:
