@@ -21,8 +21,8 @@ from dagster import DagsterInstance
 
 from .window import Window
 from .definitions import build_defs
-from .defs.jobs import JOB_NAME
-from .defs.resources import WarehouseResource
+from .builders.jobs import JOB_NAME
+from .builders.resources import WarehouseResource
 from .demo_api import DemoApi, DemoApiConfig
 from .settings import Settings, variable
 from .warehouse.pool import create_pool

@@ -23,12 +23,12 @@ from dagster import (
 )
 
 from .api.definition import load_definition
-from .defs.assets import AnalyticsDltResource, build_table_assets, daily_partitions, endpoint_specs
-from .defs.checks import build_checks, build_freshness_checks
-from .defs.jobs import JOB_NAME, build_daily_schedule, build_job
-from .defs.models import SUMMARY_KEY, build_summary
-from .defs.sensors import build_automation_sensor, build_freshness_sensor, build_reconcile_sensor
-from .defs.resources import AnalyticsApiResource, WarehouseResource
+from .builders.assets import AnalyticsDltResource, build_table_assets, daily_partitions, endpoint_specs
+from .builders.checks import build_checks, build_freshness_checks
+from .builders.jobs import JOB_NAME, build_daily_schedule, build_job
+from .builders.models import SUMMARY_KEY, build_summary
+from .builders.sensors import build_automation_sensor, build_freshness_sensor, build_reconcile_sensor
+from .builders.resources import AnalyticsApiResource, WarehouseResource
 from .settings import Settings
 from .warehouse.destinations import DESTINATIONS
 

@@ -193,7 +193,7 @@ def run_job(partition: Optional[str] = None, first: Optional[str] = None, last: 
     from dagster import DagsterInstance
 
     from analytics_assets.definitions import build_defs
-    from analytics_assets.defs.jobs import JOB_NAME
+    from analytics_assets.builders.jobs import JOB_NAME
 
     defs = build_defs()  # for the destination this test configured
     tags = {} if partition else {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}

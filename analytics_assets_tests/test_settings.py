@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_assets.defs.resources import AnalyticsApiResource
+from analytics_assets.builders.resources import AnalyticsApiResource
 from analytics_assets.errors import SettingsError
 from analytics_assets.settings import Settings, settings_table, variable
 

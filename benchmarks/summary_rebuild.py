@@ -4,7 +4,7 @@
     python benchmarks/summary_rebuild.py --rows 200000 --repeat 1   # smoke
 
 `analytics.resource_name_daily_summary` is rebuilt whole from the merged table after every sync
-(`rebuild_summary` in analytics_assets/defs/models.py), because a sync moves records between days:
+(`rebuild_summary` in analytics_assets/builders/models.py), because a sync moves records between days:
 a record updated upstream leaves the day of its old `updated_at`. The alternative rebuilds only the
 days a sync touched, its window's days and the days its records are moved out of, which have to be
 looked up BEFORE the merge (afterwards the old `updated_at` is gone). This measures what each costs
@@ -119,7 +119,7 @@ def merge(sql: Any) -> None:
 def days_left(sql: Any, load_ids: Any) -> list[date]:
     """The days the load's records are on BEFORE the merge: the days they will move out of, which
     the days-only strategy must rebuild too. `load_ids` is an Arrow table, as the sync holds them."""
-    from analytics_assets.defs.models import day_of
+    from analytics_assets.builders.models import day_of
 
     connection = sql.client.native_connection
     connection.register("load_ids", load_ids)
@@ -137,7 +137,7 @@ def dates(days: list[date]) -> str:
 def days_where(days: list[date], form: str) -> str:
     """`days` of the cursor as a WHERE clause: `day_in` with the model's day expression, `ranges`
     as half-open UTC ranges of the cursor itself, which DuckDB can prune row groups with."""
-    from analytics_assets.defs.models import day_of
+    from analytics_assets.builders.models import day_of
 
     if form == "day_in":
         return f"WHERE {day_of(CURSOR)} IN ({dates(days)})"
@@ -148,7 +148,7 @@ def days_where(days: list[date], form: str) -> str:
 
 def rebuild_days(sql: Any, days: list[date], form: str) -> None:
     """The alternative to `rebuild_summary`: only `days` replaced, in one transaction."""
-    from analytics_assets.defs.models import SUMMARY_TABLE, create_summary_table, summarize
+    from analytics_assets.builders.models import SUMMARY_TABLE, create_summary_table, summarize
 
     with sql.creating_tables():
         sql.execute(create_summary_table())
@@ -158,7 +158,7 @@ def rebuild_days(sql: Any, days: list[date], form: str) -> None:
 
 def restore_summary(sql: Any, saved: str) -> None:
     """The summary back as the previous sync left it (not measured)."""
-    from analytics_assets.defs.models import SUMMARY_TABLE
+    from analytics_assets.builders.models import SUMMARY_TABLE
 
     with sql.client.begin_transaction():
         sql.execute(f"DELETE FROM {SUMMARY_TABLE}")
@@ -166,7 +166,7 @@ def restore_summary(sql: Any, saved: str) -> None:
 
 
 def summary_rows(sql: Any) -> list[tuple]:
-    from analytics_assets.defs.models import SUMMARY_TABLE
+    from analytics_assets.builders.models import SUMMARY_TABLE
 
     return sql.rows(f"SELECT * FROM {SUMMARY_TABLE} ORDER BY day, category NULLS FIRST")
 
@@ -214,7 +214,7 @@ def timed(repeat: int, action: Callable[[], Any]) -> tuple[float, float, Any]:
 def measure_size(rows: int, days: int, repeat: int, workdir: Path) -> dict:
     """One size, in this process: the table generated, then each strategy timed on it."""
     import pyarrow  # noqa: F401  (imported before the clock starts, as a sync has it)
-    from analytics_assets.defs.models import SUMMARY_TABLE, days_differing, rebuild_summary
+    from analytics_assets.builders.models import SUMMARY_TABLE, days_differing, rebuild_summary
 
     path = workdir / f"summary_{rows}.duckdb"
     started = time.perf_counter()

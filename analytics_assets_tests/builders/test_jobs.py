@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from dagster import AssetKey, build_schedule_context
 
 from analytics_assets.definitions import build_defs
-from analytics_assets.defs.jobs import JOB_NAME
+from analytics_assets.builders.jobs import JOB_NAME
 
 
 def test_job_covers_the_table_its_checks_and_the_summary():

@@ -37,7 +37,7 @@ def requested(result) -> list[tuple[str, str]]:
 
 def run_requested(instance: DagsterInstance, request) -> None:
     """As the daemon would launch it: the job, with the request's partition or range tags."""
-    from analytics_assets.defs.jobs import JOB_NAME
+    from analytics_assets.builders.jobs import JOB_NAME
 
     job = build_defs().resolve_job_def(JOB_NAME)
     result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
