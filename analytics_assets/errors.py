@@ -56,9 +56,10 @@ class HostNotFound(AnalyticsSyncError):
 
 
 class MissingCredentials(AnalyticsSyncError):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, variable: Optional[str] = None, secret_key: Optional[str] = None) -> None:
         super().__init__(
-            f"No OAuth2 {name} configured: set ANALYTICS_{name.upper()} (or `{name}` in .dlt/secrets.toml)."
+            f"No OAuth2 {name} configured: set {variable or 'ANALYTICS_' + name.upper()} "
+            f"(or `{secret_key or name}` in .dlt/secrets.toml)."
         )
 
 

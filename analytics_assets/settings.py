@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
 from .errors import SettingsError
 
@@ -45,6 +45,12 @@ def variable(field: str) -> str:
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # The variable a field was read from where it is not its ANALYTICS_* one: an API of the defs
+    # folder names its own for its URLs and credentials (`{{ env.ACME_CLIENT_ID }}`), and messages
+    # must name the variable the user set.
+    _variables: dict[str, str] = PrivateAttr(default_factory=dict)
+    # dlt's secret a credential falls back to (`client_id`; `acme.client_id` for the API `acme`).
+    _secret_keys: dict[str, str] = PrivateAttr(default_factory=dict)
 
     api_config: Optional[Path] = Field(
         None, description="a YAML or JSON file holding the API's rest_api config dict (`client`, "
@@ -111,22 +117,38 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, only: Optional[tuple[str, ...]] = None,
-                 **overrides: Any) -> "Settings":
+                 variables: Optional[Mapping[str, Optional[str]]] = None,
+                 secret_keys: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Settings":
         """The settings of this process: `overrides` (a run's launch config), then the environment,
         then the defaults. Raises SettingsError naming the variable of the first bad value. With
         `only`, the other variables are not read (the code location needs a few to load, and a bad
-        run-time value must not keep it from loading: the runs fail naming it instead)."""
+        run-time value must not keep it from loading: the runs fail naming it instead).
+        `variables` reads a field from another variable than its ANALYTICS_* one (None: from none);
+        `secret_keys` names the dlt secret a credential falls back to."""
         names = only or tuple(cls.model_fields)
-        values: dict[str, Any] = {name: env[variable(name)] for name in names if env.get(variable(name))}
+        sources = {name: variable(name) for name in names} | dict(variables or {})
+        values: dict[str, Any] = {name: env[source] for name in names
+                                  if (source := sources.get(name)) and env.get(source)}
         values.update({name: value for name, value in overrides.items() if value is not None})
         try:
-            return cls(**values)
+            settings = cls(**values)
         except ValidationError as error:
-            raise SettingsError(explain(error)) from None
+            raise SettingsError(explain(error, sources)) from None
+        settings._variables.update({name: source for name, source in (variables or {}).items() if source})
+        settings._secret_keys.update(secret_keys or {})
+        return settings
+
+    def source(self, name: str) -> str:
+        """The variable the field `name` is read from, for messages."""
+        return self._variables.get(name) or variable(name)
 
     @property
     def max_attempts(self) -> int:
         return self.max_retries + 1
+
+    def secret_key(self, name: str) -> str:
+        """dlt's secret the credential `name` falls back to."""
+        return self._secret_keys.get(name, name)
 
     def secret(self, name: str) -> Optional[str]:
         value = getattr(self, name)
@@ -151,9 +173,10 @@ _PROBLEMS = {
 }
 
 
-def explain(error: ValidationError) -> str:
+def explain(error: ValidationError, sources: Optional[Mapping[str, Optional[str]]] = None) -> str:
     detail = error.errors()[0]
-    name = variable(str(detail["loc"][0])) if detail["loc"] else ENV_PREFIX + "*"
+    field = str(detail["loc"][0]) if detail["loc"] else ""
+    name = ((sources or {}).get(field) or variable(field)) if field else ENV_PREFIX + "*"
     if detail["type"] == "value_error":
         problem = str(detail["ctx"]["error"])
     else:

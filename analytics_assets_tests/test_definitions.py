@@ -81,8 +81,9 @@ def test_table_asset_describes_itself_before_any_run():
 
 
 @pytest.mark.parametrize("destination", ["postgres", "snowflake"])
-def test_kinds_and_storage_name_the_configured_destination(destination):
-    chosen = build_defs(Settings(destination=destination))
+def test_kinds_and_storage_name_the_configured_destination(destination, monkeypatch):
+    monkeypatch.setenv("ANALYTICS_DESTINATION", destination)
+    chosen = build_defs()
     for key in (TABLE, SUMMARY):
         spec = chosen.get_assets_def(key).specs_by_key[key]
         assert destination in spec.kinds and "duckdb" not in spec.kinds

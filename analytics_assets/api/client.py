@@ -78,8 +78,10 @@ class ApiClient:
 
 
 def _credential(name: str, settings: Settings, credentials: Optional[Credentials]) -> str:
-    """From the settings (ANALYTICS_*), the config dict (the seed's), or dlt's secrets, in order."""
-    value = settings.secret(name) or (getattr(credentials, name) if credentials else None) or dlt.secrets.get(name)
+    """From the settings (ANALYTICS_*, or the variable the API's component names), the config dict
+    (the seed's), or dlt's secrets, in order."""
+    value = settings.secret(name) or (getattr(credentials, name) if credentials else None) or \
+        dlt.secrets.get(settings.secret_key(name))
     if not value:
-        raise MissingCredentials(name)
+        raise MissingCredentials(name, settings.source(name), settings.secret_key(name))
     return value

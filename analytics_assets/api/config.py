@@ -451,16 +451,18 @@ def _fields(model: Any) -> dict[str, Any]:
     return {field.alias or name: field for name, field in model.model_fields.items()}
 
 
-def read_file(path: Path) -> Any:
-    """A YAML or JSON file's content (JSON is YAML too; .json files get JSON's own messages)."""
+def read_file(path: Path, read_from: Optional[str] = None) -> Any:
+    """A YAML or JSON file's content (JSON is YAML too; .json files get JSON's own messages).
+    Messages name it `read_from` (default: ANALYTICS_API_CONFIG=<path>)."""
+    read_from = read_from or f"ANALYTICS_API_CONFIG={path}"
     try:
         text = path.read_text()
     except OSError as error:
-        raise SettingsError(f"ANALYTICS_API_CONFIG={path}: cannot be read ({error.strerror}).") from None
+        raise SettingsError(f"{read_from}: cannot be read ({error.strerror}).") from None
     try:
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:
-        raise SettingsError(f"ANALYTICS_API_CONFIG={path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+        raise SettingsError(f"{read_from}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                             f"{str(error).splitlines()[0]}") from None
 
 

@@ -84,19 +84,20 @@ class ApiDefinition:
         The client secret goes to the token URL, so it must be on the API's host, or on a host the
         deployment lists in ANALYTICS_ALLOWED_TOKEN_HOSTS."""
         client = self.config.client
+        base_variable, token_variable = settings.source("api_base_url"), settings.source("token_url")
         base_url = settings.api_base_url or client.base_url
         if not base_url:
             raise SettingsError(
-                "ANALYTICS_API_BASE_URL is not set: set it to the analytics API's base URL (or `client.base_url` "
-                "in the API config; `analytics-assets demo`/`dev` start the bundled demo API and set it)."
+                f"{base_variable} is not set: set it to the API's base URL (or `client.base_url` in the API "
+                "config; `analytics-assets demo`/`dev` start the bundled demo API and set it)."
             )
-        base_url = check_url(base_url, "ANALYTICS_API_BASE_URL")
+        base_url = check_url(base_url, base_variable)
         token_url = settings.token_url or client.auth.token_url or client.auth.access_token_url
-        token_url = check_url(token_url or base_url.rstrip("/") + DEFAULT_TOKEN_PATH, "ANALYTICS_TOKEN_URL", query=True)
+        token_url = check_url(token_url or base_url.rstrip("/") + DEFAULT_TOKEN_PATH, token_variable, query=True)
         token_host, api_host = host_of(token_url), host_of(base_url)
         if token_host != api_host and token_host not in settings.allowed_token_hosts:
             raise SettingsError(
-                f"ANALYTICS_TOKEN_URL points at host {token_host!r}, not the API host {api_host!r}: client "
+                f"{token_variable} points at host {token_host!r}, not the API host {api_host!r}: client "
                 "credentials are only sent to the API's own host. If this identity provider is intended, "
                 "list it in ANALYTICS_ALLOWED_TOKEN_HOSTS."
             )

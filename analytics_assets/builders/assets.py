@@ -29,27 +29,26 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from ..api.client import ApiClient
 from ..api.config import Resource
-from ..api.definition import ApiDefinition
+from ..api.instance import ApiInstance
 from ..api.names import CURSOR_AT, column, table
 from ..api.source import build_source
 from ..api.stats import SyncStats
 from ..api.totals import day_totals
 from ..errors import root_cause
 from ..settings import Settings
-from ..warehouse.pipeline import DATASET_NAME, file_format, loading
+from ..warehouse.pipeline import file_format, loading
 from ..warehouse.destinations import Destination
 from ..warehouse.sql import WarehouseSql, ident, location
 from ..window import Window
 from .resources import AnalyticsApiResource, WarehouseResource
 
-API_GROUP = "analytics_api"
-TABLE_GROUP = "analytics"
 OWNERS = ["team:analytics-engineering"]
 PREVIEW_ROWS = 5
 ROWS_OF_DAY = "rows_of_day:"  # the table's rows of a day, read after the load, until they go on the day's partition
 
 
 def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
+    """An API's days, from its first (its file's `partitions_start`, else ANALYTICS_PARTITIONS_START)."""
     return DailyPartitionsDefinition(start_date=settings.partitions_start.isoformat(), timezone="UTC")
 
 
@@ -59,12 +58,14 @@ def window_of(context: AssetExecutionContext | AssetCheckExecutionContext) -> Wi
     return Window(start.astimezone(timezone.utc), end.astimezone(timezone.utc))
 
 
-def table_key(resource: str) -> AssetKey:
-    return AssetKey([TABLE_GROUP, resource])
+def table_key(instance: ApiInstance, resource: str) -> AssetKey:
+    """`<name>/<resource>`: a table of the API's schema."""
+    return AssetKey([instance.table_group, resource])
 
 
-def endpoint_key(resource: str) -> AssetKey:
-    return AssetKey([API_GROUP, resource])
+def endpoint_key(instance: ApiInstance, resource: str) -> AssetKey:
+    """`<name>_api/<resource>`: the API's endpoint the table is read from."""
+    return AssetKey([instance.api_group, resource])
 
 
 def column_schema(resource: Resource) -> TableSchema:
@@ -103,37 +104,39 @@ def describe_window(resource: Resource) -> str:
 
 
 class AnalyticsDltTranslator(DagsterDltTranslator):
-    """Keys `analytics/<resource>` downstream of `analytics_api/<resource>`, with the declared
-    columns as metadata so the UI shows the schema before the first run, and the destination the
-    table really lives in as its kind and storage."""
+    """Keys `<name>/<resource>` downstream of `<name>_api/<resource>` (`analytics/...` for the
+    built-in API), with the declared columns as metadata so the UI shows the schema before the
+    first run, and the destination the table really lives in as its kind and storage."""
 
-    def __init__(self, definition: ApiDefinition, destination: Destination) -> None:
+    def __init__(self, instance: ApiInstance, destination: Destination) -> None:
         super().__init__()
-        self.definition = definition
+        self.instance = instance
+        self.definition = instance.definition
         self.destination = destination
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
         return self.spec(self.definition.resource(data.resource.name))
 
     def spec(self, resource: Resource) -> AssetSpec:
+        instance = self.instance
         metadata: dict[str, Any] = {
-            "dagster/table_name": f"{DATASET_NAME}.{table(resource.name)}",
+            "dagster/table_name": f"{instance.dataset}.{table(resource.name)}",
             "dagster/storage_kind": self.destination.name,
         }
         if resource.columns:
             metadata["dagster/column_schema"] = column_schema(resource)
         return AssetSpec(
-            key=table_key(resource.name),
-            deps=[endpoint_key(name) for name in (resource.name, *sorted(resource.parents))],
-            group_name=TABLE_GROUP,
+            key=table_key(instance, resource.name),
+            deps=[endpoint_key(instance, name) for name in (resource.name, *sorted(resource.parents))],
+            group_name=instance.table_group,
             description=(
-                f"Every record of the analytics API's `{resource.name}` endpoint, merged on "
+                f"Every record of the {instance.name} API's `{resource.name}` endpoint, merged on "
                 f"`{', '.join(resource.key)}` into {self.destination.title} table "
-                f"`{DATASET_NAME}.{table(resource.name)}`. {describe_window(resource)}"
+                f"`{instance.dataset}.{table(resource.name)}`. {describe_window(resource)}"
             ),
             kinds={"dlt", self.destination.name},
             owners=OWNERS,
-            tags={"layer": "raw", "source": "analytics_api"},
+            tags={"layer": "raw", "source": instance.api_group},
             metadata=metadata,
         )
 
@@ -155,48 +158,48 @@ class AnalyticsDltResource(DagsterDltResource):
         return metadata
 
 
-def endpoint_specs(definition: ApiDefinition, partitions_def: PartitionsDefinition) -> list[AssetSpec]:
+def endpoint_specs(instance: ApiInstance, partitions_def: PartitionsDefinition) -> list[AssetSpec]:
     return [
         AssetSpec(
-            key=endpoint_key(resource.name),
-            group_name=API_GROUP,
-            description=f"GET {resource.path} of the analytics API (OAuth2 client credentials). "
-            "External: observed, not materialized, by this project: the `analytics_reconcile` sensor records "
-            "the API's record total of each recent day as an observation of that day's partition.",
+            key=endpoint_key(instance, resource.name),
+            group_name=instance.api_group,
+            description=f"GET {resource.path} of the {instance.name} API (OAuth2 client credentials). "
+            f"External: observed, not materialized, by this project: the `{instance.reconcile_sensor}` sensor "
+            "records the API's record total of each recent day as an observation of that day's partition.",
             kinds={"api"},
             owners=OWNERS,
             partitions_def=partitions_def,
             metadata={"path": resource.path},
         )
-        for resource in definition.resources
+        for resource in instance.definition.resources
     ]
 
 
-def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefinition,
+def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefinition,
                        destination: Destination) -> AssetsDefinition:
-    translator = AnalyticsDltTranslator(definition, destination)
+    definition = instance.definition
+    translator = AnalyticsDltTranslator(instance, destination)
 
     @multi_asset(
-        name="analytics_tables",
+        name=instance.tables_op,
         specs=[translator.spec(resource) for resource in definition.config.selected],
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run(),
         pool=destination.pool,
         can_subset=True,
+        required_resource_keys={"dlt", "warehouse", instance.resource_key},
     )
-    def analytics_tables(
-        context: AssetExecutionContext,
-        dlt: AnalyticsDltResource,
-        analytics_api: AnalyticsApiResource,  # type: ignore[valid-type]
-        warehouse: WarehouseResource,
-    ) -> Iterator[MaterializeResult]:
+    def tables(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
         """Fetch the run's window and merge it: a fresh source per run (dagster-dlt cannot run a
-        source twice)."""
+        source twice). The API's own resource (`<name>_api`) holds its run tunables."""
+        dlt: AnalyticsDltResource = context.resources.dlt
+        warehouse: WarehouseResource = context.resources.warehouse
+        api: AnalyticsApiResource = getattr(context.resources, instance.resource_key)  # type: ignore[valid-type]
         window = window_of(context)
-        settings = analytics_api.settings()
+        settings = api.settings(instance)
         stats = SyncStats(progress=context.log.info)
         try:
-            pipeline = warehouse.pipeline(context.run.run_id)
+            pipeline = warehouse.pipeline(context.run.run_id, instance)
             with ApiClient(definition, settings, stats) as client:
                 with loading(pipeline, definition.names, warehouse.settings().warehouse_lock_wait, context.log.info) as sql:
                     context.log.info(f"Syncing records of {window} from {client.base_url} into {location(pipeline)}")
@@ -215,7 +218,7 @@ def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefi
             resource = definition.resource(result.asset_key.path[-1])
             yield with_sync_metadata(context, result, resource, stats, totals[result.asset_key])
 
-    return analytics_tables
+    return tables
 
 
 def days_api_totals(context: AssetExecutionContext, client: ApiClient, resource: Resource,

@@ -26,7 +26,7 @@ from dagster import (
 )
 
 from ..api.config import Resource
-from ..api.definition import ApiDefinition
+from ..api.instance import ApiInstance
 from ..api.names import column, table
 from ..warehouse.destinations import Destination
 from ..warehouse.sql import ident
@@ -34,8 +34,8 @@ from .assets import table_key
 from .resources import WarehouseResource
 
 
-def build_checks(resource: Resource, destination: Destination) -> list[AssetChecksDefinition]:
-    key, name = table_key(resource.name), table(resource.name)
+def build_checks(instance: ApiInstance, resource: Resource, destination: Destination) -> list[AssetChecksDefinition]:
+    key, name = table_key(instance, resource.name), table(resource.name)
     key_columns = tuple(column(field) for field in resource.key)
     required = [column(field) for field in resource.required]
     shown_key = ", ".join(key_columns)
@@ -44,7 +44,7 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
                  description=f"No two rows share a key (`{shown_key}`, the merge key).")
     def id_unique(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
         columns = ", ".join(map(ident, key_columns))
-        with warehouse.sql(context.run.run_id, context.log.info) as sql:
+        with warehouse.sql(context.run.run_id, context.log.info, instance=instance) as sql:
             duplicated = f"SELECT {columns} FROM {sql.table(name)} GROUP BY {columns} HAVING count(*) > 1"
             count = sql.rows(f"SELECT count(*) FROM ({duplicated}) d")[0][0]
             first = sql.rows(f"{duplicated} ORDER BY {columns} LIMIT 20") if count else []
@@ -58,7 +58,7 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
                  description=f"Columns declared NOT NULL hold no nulls: {', '.join(required)}.")
     def required_columns_not_null(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
         counts = ", ".join(f"count(*) FILTER (WHERE {ident(column_name)} IS NULL)" for column_name in required)
-        with warehouse.sql(context.run.run_id, context.log.info) as sql:
+        with warehouse.sql(context.run.run_id, context.log.info, instance=instance) as sql:
             nulls = sql.rows(f"SELECT {counts} FROM {sql.table(name)}")[0]
         return AssetCheckResult(passed=not any(nulls), metadata={
             "null_rows": MetadataValue.int(sum(nulls)),
@@ -79,7 +79,7 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
         load_id, api_total = metadata["dlt_load_id"].value, metadata["run_api_total"].value
         fetched = metadata["run_records_fetched_distinct"].value
         kept = metadata["run_records_kept_distinct"].value
-        with warehouse.sql(context.run.run_id, context.log.info) as sql:
+        with warehouse.sql(context.run.run_id, context.log.info, instance=instance) as sql:
             superseded = sql.later_loads(load_id) > 0
             landed = metadata["run_rows_landed_distinct"].value if superseded else \
                 sql.distinct_in_load(sql.table(name), key_columns, load_id)
@@ -116,9 +116,9 @@ def materialization_to_check(context: AssetCheckExecutionContext, key: AssetKey)
 FRESHNESS_DEADLINE_CRON = "0 12 * * *"
 
 
-def build_freshness_checks(definition: ApiDefinition) -> Sequence[AssetChecksDefinition]:
+def build_freshness_checks(instance: ApiInstance) -> Sequence[AssetChecksDefinition]:
     """Dagster's `freshness_check` on every table: it fails while the latest daily partition is
     missing, so a day the schedule did not sync shows red."""
     return build_time_partition_freshness_checks(
-        assets=[table_key(resource.name) for resource in definition.config.selected],
+        assets=[table_key(instance, resource.name) for resource in instance.definition.config.selected],
         deadline_cron=FRESHNESS_DEADLINE_CRON, timezone="UTC")

@@ -1,4 +1,4 @@
-"""The job people launch and the schedule that keeps yesterday's partition fresh."""
+"""An API's job people launch and the schedule that keeps yesterday's partition fresh."""
 
 from __future__ import annotations
 
@@ -12,27 +12,36 @@ from dagster import (
     define_asset_job,
 )
 
-from .assets import TABLE_GROUP
+from ..api.instance import ApiInstance
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-JOB_NAME = "analytics_job"
+JOB_NAME = "analytics_job"  # the built-in API's; another API's is `<name>_job`
+DAILY_CRON = "15 0 * * *"
 
 
-def build_job() -> "UnresolvedAssetJobDefinition":
+def build_job(instance: ApiInstance) -> "UnresolvedAssetJobDefinition":
     return define_asset_job(
-        JOB_NAME,
-        selection=AssetSelection.groups(TABLE_GROUP),
-        description="Sync the analytics API into the warehouse and rebuild the daily models for the chosen days.",
+        instance.job_name,
+        selection=AssetSelection.groups(instance.table_group),
+        description=f"Sync the {instance.name} API into the warehouse and rebuild its daily models for the chosen days.",
     )
 
 
-def build_daily_schedule(job: "UnresolvedAssetJobDefinition") -> ScheduleDefinition:
-    """Each day at 00:15 UTC, materialize the day that just ended (late records have had a
-    quarter of an hour to land; later ones are found by the `analytics_reconcile` sensor). Running
-    from the moment the code location loads."""
-    return build_schedule_from_partitioned_job(
-        job, name="analytics_daily", hour_of_day=0, minute_of_hour=15, description=build_daily_schedule.__doc__,
-        default_status=DefaultScheduleStatus.RUNNING,
-    )
+def build_daily_schedule(instance: ApiInstance, job: "UnresolvedAssetJobDefinition", cron: str = DAILY_CRON,
+                         running: bool = True) -> ScheduleDefinition:
+    """Each day at 00:15 UTC (or the API's own `schedule`), materialize the day that just ended
+    (late records have had a quarter of an hour to land; later ones are found by the
+    `<name>_reconcile` sensor). Running from the moment the code location loads, unless the API's
+    file says `schedule_running: false`."""
+    status = DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED
+    description = (build_daily_schedule.__doc__ or "").replace("<name>", instance.name)
+    if cron == DAILY_CRON:  # the built-in API's schedule, as it always was
+        return build_schedule_from_partitioned_job(
+            job, name=instance.schedule_name, hour_of_day=0, minute_of_hour=15, description=description,
+            default_status=status,
+        )
+    return build_schedule_from_partitioned_job(job, name=instance.schedule_name, cron_schedule=cron,
+                                               execution_timezone="UTC", description=description,
+                                               default_status=status)

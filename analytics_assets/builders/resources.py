@@ -20,6 +20,7 @@ import dlt
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, create_model
 
+from ..api.instance import ApiInstance
 from ..settings import Settings
 from ..warehouse.pipeline import make_pipeline
 from ..warehouse.pool import create_pool, release_slots_of_dead_runs
@@ -32,11 +33,12 @@ WAREHOUSE_SETTINGS = ("destination", "duckdb_path", "writer_pool_limit", "wareho
 
 
 class _AnalyticsApi(ConfigurableResource):
-    """The analytics API's settings for a run: launch-time tunables, then the deployment's
-    environment, then the defaults."""
+    """An API's settings for a run: launch-time tunables, then the API's own values (its file's),
+    then the deployment's environment, then the defaults. Each API has its own (`<name>_api`)."""
 
-    def settings(self) -> Settings:
-        return Settings.from_env(**{name: getattr(self, name) for name in LAUNCH_FIELDS})
+    def settings(self, instance: Optional[ApiInstance] = None) -> Settings:
+        launch = {name: getattr(self, name) for name in LAUNCH_FIELDS}
+        return instance.settings(**launch) if instance is not None else Settings.from_env(**launch)
 
 
 LAUNCH_FIELDS = {name: field for name, field in Settings.model_fields.items()
@@ -103,17 +105,21 @@ class WarehouseResource(ConfigurableResource):
         settings = self.settings()
         return WarehouseTarget(DESTINATIONS[settings.destination], settings.duckdb_path)
 
-    def pipeline(self, run_id: str) -> dlt.Pipeline:
-        """A pipeline with a working folder of its own: two runs of one pipeline name sharing a
-        folder delete each other's files. Its state is restored from the destination each run."""
+    def pipeline(self, run_id: str, instance: Optional[ApiInstance] = None) -> dlt.Pipeline:
+        """The pipeline of `instance` (default: the built-in API) with a working folder of its own:
+        two runs of one pipeline name sharing a folder delete each other's files; two APIs in one
+        run share the run's folder, each under its own pipeline name. Its state is restored from
+        the destination each run."""
         folder = private_folder(self.pipelines_base() / run_id)
         (folder / RUN_FOLDER_MARK).touch()
-        return make_pipeline(self.target(), pipelines_dir=folder, staging_suffix=run_id[:8])
+        names = {"dataset_name": instance.dataset, "pipeline_name": instance.pipeline_name} if instance else {}
+        return make_pipeline(self.target(), pipelines_dir=folder, staging_suffix=run_id[:8], **names)
 
     @contextmanager
-    def sql(self, run_id: str, say: Callable[[str], None] = logger.info,
-            wait: Optional[float] = None) -> Iterator[WarehouseSql]:
-        """SQL on the warehouse through dlt's client for its destination (see warehouse/sql.py); a
-        DuckDB file is waited for up to `wait` seconds (default ANALYTICS_WAREHOUSE_LOCK_WAIT)."""
-        with open_sql(self.pipeline(run_id), wait or self.settings().warehouse_lock_wait, say) as sql:
+    def sql(self, run_id: str, say: Callable[[str], None] = logger.info, wait: Optional[float] = None,
+            instance: Optional[ApiInstance] = None) -> Iterator[WarehouseSql]:
+        """SQL on `instance`'s schema (default: the built-in API's) through dlt's client for the
+        warehouse (see warehouse/sql.py); a DuckDB file is waited for up to `wait` seconds (default
+        ANALYTICS_WAREHOUSE_LOCK_WAIT)."""
+        with open_sql(self.pipeline(run_id, instance), wait or self.settings().warehouse_lock_wait, say) as sql:
             yield sql

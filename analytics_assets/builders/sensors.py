@@ -1,6 +1,6 @@
 """What keeps the tables right without anyone clicking, besides the daily schedule.
 
-`analytics_reconcile` finds late data. The schedule syncs each day once, just after it ends; a record
+`<name>_reconcile` (`analytics_reconcile` for the built-in API) finds late data. The schedule syncs each day once, just after it ends; a record
 that reaches the API later with an `updated_at` on an already synced day is never fetched by it.
 Each hour the sensor asks the API for the record total of each of the last ANALYTICS_RECONCILE_DAYS
 days (one request a day, a page one record long), records them as observations of
@@ -12,8 +12,8 @@ moves to the day of its new `updated_at`, and stays in the table under its old d
 day is synced, which moves it (a record deleted upstream stays too: merges do not delete). Totals
 cannot show a late change that keeps every day's count; the schedule's next sync of that day would.
 
-`analytics_automation` makes the models follow the tables (their automation conditions), and
-`analytics_freshness` evaluates the freshness checks.
+`<name>_automation` makes the API's models follow its tables (their automation conditions), and
+`<name>_freshness` evaluates its freshness checks. Each API has its own sensors.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dagster import (
     sensor,
 )
 
-from ..api.definition import ApiDefinition
+from ..api.instance import ApiInstance
 from ..window import Window
 from ..api.client import ApiClient
 from ..api.stats import SyncStats
@@ -46,7 +46,6 @@ from ..errors import WarehouseFileError
 from .assets import endpoint_key
 from .resources import AnalyticsApiResource, WarehouseResource
 
-RECONCILE_SENSOR = "analytics_reconcile"
 RECONCILE_INTERVAL_SECONDS = 3600
 SENSOR_LOCK_WAIT = 10.0  # a tick waits this long for a DuckDB file a run is loading, then skips
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -71,13 +70,16 @@ def stretches(days: Sequence[str], differing: set) -> list[tuple[str, str]]:
     return [(first, last) for first, last in ranges]
 
 
-def build_reconcile_sensor(definition: ApiDefinition, partitions_def: TimeWindowPartitionsDefinition,
-                           job_name: str) -> SensorDefinition:
-    @sensor(name=RECONCILE_SENSOR, job_name=job_name, minimum_interval_seconds=RECONCILE_INTERVAL_SECONDS,
-            default_status=DefaultSensorStatus.RUNNING, description=__doc__.split("\n\n")[1].strip())
-    def analytics_reconcile(context: SensorEvaluationContext, analytics_api: AnalyticsApiResource,  # type: ignore[valid-type]
-                            warehouse: WarehouseResource) -> SensorResult:
-        settings = analytics_api.settings()
+def build_reconcile_sensor(instance: ApiInstance, partitions_def: TimeWindowPartitionsDefinition) -> SensorDefinition:
+    definition = instance.definition
+
+    @sensor(name=instance.reconcile_sensor, job_name=instance.job_name,
+            minimum_interval_seconds=RECONCILE_INTERVAL_SECONDS, default_status=DefaultSensorStatus.RUNNING,
+            description=__doc__.split("\n\n")[1].strip(), required_resource_keys={"warehouse", instance.resource_key})
+    def reconcile(context: SensorEvaluationContext) -> SensorResult:
+        api: AnalyticsApiResource = getattr(context.resources, instance.resource_key)  # type: ignore[valid-type]
+        warehouse: WarehouseResource = context.resources.warehouse
+        settings = api.settings(instance)
         days = recent_days(partitions_def, settings.reconcile_days)
         if not days:
             return SensorResult(skip_reason="No daily partition has ended yet.")
@@ -85,18 +87,19 @@ def build_reconcile_sensor(definition: ApiDefinition, partitions_def: TimeWindow
                        SyncStats(warning=context.log.warning)) as client:
             totals = {resource.name: day_totals(client, resource, days) for resource in definition.config.selected}
         try:
-            rows = table_rows(warehouse, definition, days)
+            rows = table_rows(warehouse, instance, days)
         except WarehouseFileError as error:
             return SensorResult(skip_reason=f"The warehouse is busy ({error}); the next tick compares.")
-        return compare(definition, days, totals, rows)
+        return compare(instance, days, totals, rows)
 
-    return analytics_reconcile
+    return reconcile
 
 
-def table_rows(warehouse: WarehouseResource, definition: ApiDefinition, days: Sequence[str]) -> dict[str, dict]:
+def table_rows(warehouse: WarehouseResource, instance: ApiInstance, days: Sequence[str]) -> dict[str, dict]:
     """Each table's rows per day of `days`; none for a table not created yet."""
+    definition = instance.definition
     window = Window.of_days(days[0], days[-1])
-    with warehouse.sql(RECONCILE_SENSOR, wait=SENSOR_LOCK_WAIT) as sql:
+    with warehouse.sql(instance.reconcile_sensor, wait=SENSOR_LOCK_WAIT, instance=instance) as sql:
         return {
             resource.name: sql.rows_per_day(sql.table(table(resource.name)), CURSOR_AT, window)
             if resource.cursor and sql.has_table(sql.table(table(resource.name))) else {}
@@ -104,12 +107,12 @@ def table_rows(warehouse: WarehouseResource, definition: ApiDefinition, days: Se
         }
 
 
-def compare(definition: ApiDefinition, days: Sequence[str], totals: dict[str, dict[str, Optional[int]]],
+def compare(instance: ApiInstance, days: Sequence[str], totals: dict[str, dict[str, Optional[int]]],
             rows: dict[str, dict[str, int]]) -> SensorResult:
     """Observations of the API's totals, and runs for the stretches of days a table is behind on.
     A resource whose pages carry no total on some day has nothing to compare (an empty first page
     counts as a total of 0, so only the days with records tell)."""
-    selected = definition.config.selected
+    selected = instance.definition.config.selected
     counted = [resource for resource in selected if None not in totals[resource.name].values()]
     if not counted:
         paths = ", ".join(f"`{total_path(resource)}` ({resource.name})" for resource in selected if countable(resource))
@@ -123,7 +126,7 @@ def compare(definition: ApiDefinition, days: Sequence[str], totals: dict[str, di
     for resource in counted:
         for day in days:
             total, held = totals[resource.name][day], rows[resource.name].get(day, 0)
-            observations.append(AssetObservation(asset_key=endpoint_key(resource.name), partition=day, metadata={
+            observations.append(AssetObservation(asset_key=endpoint_key(instance, resource.name), partition=day, metadata={
                 "api_total": MetadataValue.int(total), "table_rows": MetadataValue.int(held)}))
             if held < total:
                 differing.add(day)
@@ -133,7 +136,7 @@ def compare(definition: ApiDefinition, days: Sequence[str], totals: dict[str, di
     for first, last in stretches(days, differing):
         state = repr([(name, day, totals[name][day], rows[name].get(day, 0)) for name in totals for day in days
                       if first <= day <= last]).encode()
-        key = f"{RECONCILE_SENSOR}:{first}..{last}:{hashlib.sha256(state).hexdigest()[:16]}"
+        key = f"{instance.reconcile_sensor}:{first}..{last}:{hashlib.sha256(state).hexdigest()[:16]}"
         tags = {"analytics/reconcile": "late records"}
         if first == last:
             requests.append(RunRequest(run_key=key, partition_key=first, tags=tags))
@@ -151,13 +154,13 @@ def compare(definition: ApiDefinition, days: Sequence[str], totals: dict[str, di
         f"Every table holds at least the API's total on each of {days[0]}..{days[-1]}: nothing to sync{notes}."))
 
 
-def build_automation_sensor(models: AssetSelection) -> AutomationConditionSensorDefinition:
+def build_automation_sensor(instance: ApiInstance, models: AssetSelection) -> AutomationConditionSensorDefinition:
     """Dagster's sensor for automation conditions, on by default (Dagster's own starts stopped)."""
-    return AutomationConditionSensorDefinition("analytics_automation", target=models,
+    return AutomationConditionSensorDefinition(instance.automation_sensor, target=models,
                                                default_status=DefaultSensorStatus.RUNNING,
                                                description="Materializes the models when the tables they read change.")
 
 
-def build_freshness_sensor(freshness_checks: list) -> SensorDefinition:
-    return build_sensor_for_freshness_checks(freshness_checks=freshness_checks, name="analytics_freshness",
+def build_freshness_sensor(instance: ApiInstance, freshness_checks: list) -> SensorDefinition:
+    return build_sensor_for_freshness_checks(freshness_checks=freshness_checks, name=instance.freshness_sensor,
                                              default_status=DefaultSensorStatus.RUNNING)

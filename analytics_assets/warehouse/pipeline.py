@@ -29,22 +29,24 @@ from ..settings import Settings
 from .destinations import DESTINATIONS, WarehouseTarget
 from .sql import CREATING_TABLES_LOCK, DEFAULT_LOCK_WAIT, WarehouseSql, connect
 
-DATASET_NAME = "analytics"
-PIPELINE_NAME = "analytics_assets"
+DATASET_NAME = "analytics"  # the built-in API's schema; another API's is its name (api/instance.py)
+PIPELINE_NAME = "analytics_assets"  # the built-in API's pipeline; another API's is `<name>_assets`
 
 logger = logging.getLogger(__name__)
 
 
 def make_pipeline(target: WarehouseTarget | Path, pipelines_dir: Optional[Path] = None,
-                  staging_suffix: Optional[str] = None) -> dlt.Pipeline:
-    """A pipeline into `target` (a bare path means a DuckDB file)."""
+                  staging_suffix: Optional[str] = None, dataset_name: str = DATASET_NAME,
+                  pipeline_name: str = PIPELINE_NAME) -> dlt.Pipeline:
+    """A pipeline into `target` (a bare path means a DuckDB file): one per API, each with its own
+    name (its working folder and the state dlt keeps) and dataset (the schema of its tables)."""
     if not isinstance(target, WarehouseTarget):
         target = WarehouseTarget(DESTINATIONS["duckdb"], Path(target))
-    dlt.config[f"{PIPELINE_NAME}.normalize.parquet_normalizer.add_dlt_load_id"] = True
+    dlt.config[f"{pipeline_name}.normalize.parquet_normalizer.add_dlt_load_id"] = True
     return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
+        pipeline_name=pipeline_name,
         destination=target.dlt_destination(staging_suffix),
-        dataset_name=DATASET_NAME,
+        dataset_name=dataset_name,
         pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
         progress=None,
     )

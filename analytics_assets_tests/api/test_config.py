@@ -149,8 +149,9 @@ def test_a_variable_that_is_set_wins_over_the_file(tmp_path):
         == ("https://env.example.com", "https://env.example.com/t")
 
 
-def test_every_resource_of_the_file_is_a_table_asset_endpoint_and_checks(tmp_path):
-    defs = build_defs(Settings(api_config=write(tmp_path, readme_example())))
+def test_every_resource_of_the_file_is_a_table_asset_endpoint_and_checks(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANALYTICS_API_CONFIG", str(write(tmp_path, readme_example())))
+    defs = build_defs()
     keys = {key.to_user_string() for key in defs.get_repository_def().asset_graph.get_all_asset_keys()}
     assert keys == {"analytics/events", "analytics/accounts", "analytics_api/events", "analytics_api/accounts"}
     checks = {(key.asset_key.to_user_string(), key.name) for key in defs.get_repository_def().asset_graph.asset_check_keys}
