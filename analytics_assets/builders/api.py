@@ -51,7 +51,7 @@ def build_api_defs(instance: ApiInstance, automation: Automation = Automation())
                         for check in build_checks(instance, resource, destination)),
                       *summary[1:], *freshness],
         jobs=[job],
-        schedules=[build_daily_schedule(instance, job, automation.cron, automation.schedule_running)],
+        schedules=[build_daily_schedule(instance, job, partitions_def, automation.cron, automation.schedule_running)],
         sensors=[
             build_reconcile_sensor(instance, partitions_def),
             build_freshness_sensor(instance, freshness),

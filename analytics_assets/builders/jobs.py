@@ -8,8 +8,13 @@ from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     ScheduleDefinition,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    TimeWindowPartitionsDefinition,
     build_schedule_from_partitioned_job,
     define_asset_job,
+    schedule,
 )
 
 from ..api.instance import ApiInstance
@@ -29,7 +34,8 @@ def build_job(instance: ApiInstance) -> "UnresolvedAssetJobDefinition":
     )
 
 
-def build_daily_schedule(instance: ApiInstance, job: "UnresolvedAssetJobDefinition", cron: str = DAILY_CRON,
+def build_daily_schedule(instance: ApiInstance, job: "UnresolvedAssetJobDefinition",
+                         partitions_def: TimeWindowPartitionsDefinition, cron: str = DAILY_CRON,
                          running: bool = True) -> ScheduleDefinition:
     """Each day at 00:15 UTC (or the API's own `schedule`), materialize the day that just ended
     (late records have had a quarter of an hour to land; later ones are found by the
@@ -42,6 +48,13 @@ def build_daily_schedule(instance: ApiInstance, job: "UnresolvedAssetJobDefiniti
             job, name=instance.schedule_name, hour_of_day=0, minute_of_hour=15, description=description,
             default_status=status,
         )
-    return build_schedule_from_partitioned_job(job, name=instance.schedule_name, cron_schedule=cron,
-                                               execution_timezone="UTC", description=description,
-                                               default_status=status)
+
+    # Dagster derives a partitioned job's schedule from its partitions, at a minute and hour of the
+    # day only: another cron asks for the last day that has ended when it ticks.
+    @schedule(name=instance.schedule_name, cron_schedule=cron, job=job, execution_timezone="UTC",
+              description=description, default_status=status)
+    def daily(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        key = partitions_def.get_last_partition_key(current_time=context.scheduled_execution_time)
+        return RunRequest(partition_key=key) if key else SkipReason("No daily partition has ended yet.")
+
+    return daily
