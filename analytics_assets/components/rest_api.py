@@ -49,6 +49,12 @@ def _raw(model_field_type: Any, description: str) -> dg.Resolver:
                        description=description)
 
 
+def _boolean(context: dg.ResolutionContext, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise located(context, f"must be true or false; got {value!r}")
+    return value
+
+
 def _name(context: dg.ResolutionContext, value: Any) -> str:
     problem = name_problem(value)
     if problem:
@@ -171,7 +177,7 @@ class RestApiComponent(dg.Component, dg.Resolvable):
         _cron, model_field_type=str, inject_before_resolve=False,
         description="When `<name>_daily` syncs the day that ended (cron, UTC).")] = DAILY_CRON
     schedule_running: Annotated[bool, dg.Resolver(
-        _as_written, model_field_type=bool, inject_before_resolve=False,
+        _boolean, model_field_type=bool, inject_before_resolve=False,
         description="Whether the schedule runs from the moment the code location loads.")] = True
     reconcile_days: Annotated[Optional[int], dg.Resolver(
         _reconcile_days, model_field_type=Optional[int], inject_before_resolve=False,
@@ -182,7 +188,7 @@ class RestApiComponent(dg.Component, dg.Resolvable):
         description="The run tunables' defaults for this API (max_concurrency, max_requests_per_second, ...); a "
         "run's launch config still wins.")] = field(default_factory=dict)
     daily_summary: Annotated[bool, dg.Resolver(
-        _as_written, model_field_type=bool, inject_before_resolve=False,
+        _boolean, model_field_type=bool, inject_before_resolve=False,
         description="The daily summary model of `resource_name` (the built-in API's).")] = False
 
     @classmethod

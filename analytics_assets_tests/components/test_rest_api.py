@@ -286,3 +286,9 @@ def test_two_apis_of_one_name_fail_the_load(tmp_path, monkeypatch):
                                   "acme_again": component_yaml(acme_attributes())}, monkeypatch)
     with pytest.raises(Exception, match="acme"):
         build_defs(root)
+
+
+def test_a_flag_that_is_not_true_or_false_is_refused(tmp_path, monkeypatch):
+    """Dagster lets text through any attribute (it could be a template): "no" must not read as on."""
+    message, path = load_error(tmp_path, monkeypatch, component_yaml(acme_attributes(schedule_running="no")))
+    assert f"{path}:{line_of(path, 'schedule_running:')}: attributes.schedule_running: must be true or false" in message
