@@ -76,7 +76,9 @@ def build_reconcile_sensor(instance: ApiInstance, partitions_def: TimeWindowPart
     @sensor(name=instance.reconcile_sensor, job_name=instance.job_name,
             minimum_interval_seconds=RECONCILE_INTERVAL_SECONDS, default_status=DefaultSensorStatus.RUNNING,
             description=__doc__.split("\n\n")[1].strip(), required_resource_keys={"warehouse", instance.resource_key})
-    def reconcile(context: SensorEvaluationContext) -> SensorResult:
+    def reconcile(context: SensorEvaluationContext, **_resources: object) -> SensorResult:
+        """Its resources are read from the context (`<name>_api` is no parameter name); invoked
+        directly, Dagster also passes them by key, which `_resources` takes."""
         api: AnalyticsApiResource = getattr(context.resources, instance.resource_key)  # type: ignore[valid-type]
         warehouse: WarehouseResource = context.resources.warehouse
         settings = api.settings(instance)
