@@ -22,7 +22,7 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, defi
 from analytics_assets.api.definition import BUILT_IN_CONFIG
 from analytics_assets.demo_api.server import PROFILES
 from analytics_assets.definitions import PROJECT_ROOT, build_defs
-from analytics_assets_tests.conftest import assert_table_matches, day_bounds, set_api_env
+from analytics_assets_tests.conftest import assert_table_matches, day_bounds, query, set_api_env
 
 BUILT_IN_YAML = PROJECT_ROOT / "analytics_assets" / "defs" / "analytics" / "defs.yaml"
 DAY, LAST_DAY = "2026-11-17", "2026-11-18"
@@ -183,6 +183,9 @@ def test_two_apis_synced_in_one_run_land_exactly(warehouse_kind, make_api, acme_
     assert all(check.passed for check in checks)
     assert acme_api.rate_limited == 0
     assert analytics_api.tokens_issued >= 1 and acme_api.tokens_issued >= 1
+    for schema, pipeline in (("analytics", "analytics_assets"), ("acme", "acme_assets")):
+        assert query(warehouse, f"SELECT DISTINCT pipeline_name FROM {schema}._dlt_pipeline_state")[1] == [(pipeline,)], \
+            "each API keeps dlt's state under a pipeline of its own"
 
 
 def test_two_apis_synced_in_separate_runs_land_exactly(make_api, acme_api, tmp_path, monkeypatch):
@@ -203,14 +206,17 @@ def test_two_apis_synced_in_separate_runs_land_exactly(make_api, acme_api, tmp_p
 
 def test_an_api_never_reads_the_built_in_apis_credentials(make_api, acme_api, tmp_path, monkeypatch):
     """With ACME_CLIENT_ID unset, the second API fails naming its own variable; the built-in API's
-    ANALYTICS_CLIENT_ID, set, is not sent to it."""
+    ANALYTICS_CLIENT_ID and dlt's plain `client_id`, set, are not sent to it."""
     analytics_api = make_api(records=100, days=5, end_date=date(2026, 11, 20), **ACME_CLIENT)
     set_api_env(monkeypatch, analytics_api, tmp_path / "warehouse.duckdb")  # the same id and secret as acme's
+    monkeypatch.setenv("CLIENT_ID", ACME_CLIENT["client_id"])  # dlt's plain secrets: the built-in API's fallback
+    monkeypatch.setenv("CLIENT_SECRET", ACME_CLIENT["client_secret"])
     monkeypatch.delenv("ACME_CLIENT_ID")
     result = run(two_apis(tmp_path, monkeypatch), "acme_job", partition=DAY)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "ACME_CLIENT_ID" in str(failure.event_specific_data.error), failure.event_specific_data.error
+    assert "set ACME_CLIENT_ID (or `acme.client_id` in .dlt/secrets.toml)" in str(failure.event_specific_data.error), \
+        failure.event_specific_data.error
     assert acme_api.requests == [] and acme_api.tokens_issued == 0
 
 
@@ -292,3 +298,62 @@ def test_a_flag_that_is_not_true_or_false_is_refused(tmp_path, monkeypatch):
     """Dagster lets text through any attribute (it could be a template): "no" must not read as on."""
     message, path = load_error(tmp_path, monkeypatch, component_yaml(acme_attributes(schedule_running="no")))
     assert f"{path}:{line_of(path, 'schedule_running:')}: attributes.schedule_running: must be true or false" in message
+
+
+def test_only_an_api_that_asks_has_the_daily_summary(tmp_path, monkeypatch):
+    """The seed's config under another name has no model unless its file says `daily_summary: true`;
+    then the model is its own (its schema, key, check and automation sensor)."""
+    seed = {"name": "seedlike", "client_id": "{{ env.SEEDLIKE_CLIENT_ID }}",
+            "client_secret": "{{ env.SEEDLIKE_CLIENT_SECRET }}", **copy.deepcopy(BUILT_IN_CONFIG)}
+    root = api_project(tmp_path, {"analytics": BUILT_IN_YAML.read_text(), "seedlike": component_yaml(seed),
+                                  "seedlike2": component_yaml({**seed, "name": "seedlike2", "daily_summary": True})},
+                       monkeypatch)
+    defs = build_defs(root)
+    repository = defs.get_repository_def()
+    keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
+    assert "seedlike/resource_name_daily_summary" not in keys
+    assert {"analytics/resource_name_daily_summary", "seedlike2/resource_name_daily_summary"} <= keys
+    key = AssetKey(["seedlike2", "resource_name_daily_summary"])
+    assert defs.get_assets_def(key).specs_by_key[key].metadata["dagster/table_name"] == \
+        "seedlike2.resource_name_daily_summary"
+    sensors = {s.name for s in repository.sensor_defs}
+    assert {"analytics_automation", "seedlike2_automation"} <= sensors and "seedlike_automation" not in sensors
+
+
+def test_an_api_without_url_variables_never_reads_the_built_in_apis(tmp_path, monkeypatch):
+    """An API whose file names no `base_url`/`token_url` variable uses its config's URLs, even with
+    ANALYTICS_API_BASE_URL and ANALYTICS_TOKEN_URL set for the built-in API."""
+    from analytics_assets.components import RestApiComponent
+
+    monkeypatch.setenv("ANALYTICS_API_BASE_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("ANALYTICS_TOKEN_URL", "http://127.0.0.1:1/oauth/token")
+    attributes = {key: value for key, value in acme_attributes().items() if key not in ("base_url", "token_url")}
+    acme = RestApiComponent.from_attributes_dict(attributes=attributes).instance()
+    settings = acme.settings()
+    assert (settings.api_base_url, settings.token_url) == (None, None)
+    assert acme.definition.urls(settings) == ("https://api.example.com", "https://api.example.com/oauth/token")
+
+
+def test_an_apis_reconcile_sensor_asks_its_own_api_for_its_own_days(make_api, tmp_path, monkeypatch):
+    """`acme_reconcile` counts the last `reconcile_days` of acme's file at acme's server, and
+    records them on acme's endpoints; the built-in API's server hears nothing."""
+    from dagster import build_sensor_context
+
+    from analytics_assets.builders.sensors import recent_days
+
+    analytics_api = make_api(records=100, days=3)
+    set_api_env(monkeypatch, analytics_api, tmp_path / "warehouse.duckdb")
+    acme_api = make_api(records=100, days=3, **ACME_CLIENT, **PROFILES["walkthrough"])
+    for name, value in {"ACME_API_BASE_URL": acme_api.base_url, "ACME_TOKEN_URL": acme_api.token_url,
+                        "ACME_CLIENT_ID": acme_api.config.client_id,
+                        "ACME_CLIENT_SECRET": acme_api.config.client_secret}.items():
+        monkeypatch.setenv(name, value)
+    defs = two_apis(tmp_path, monkeypatch, reconcile_days=2)
+    sensor = defs.get_repository_def().get_sensor_def("acme_reconcile")
+    with DagsterInstance.ephemeral() as instance, \
+            build_sensor_context(instance=instance, resources=defs.resources) as context:
+        result = sensor(context)
+    days = recent_days(defs.resolve_job_def("acme_job").partitions_def, 2)
+    observed = sorted((e.asset_key.to_user_string(), e.partition) for e in result.asset_events)
+    assert observed == sorted((f"acme_api/{name}", day) for name in ("accounts", "events") for day in days)
+    assert analytics_api.requests == [] and acme_api.requests
