@@ -161,9 +161,10 @@ GROUPS_BOX_JS = """groups => {
 }"""
 
 
-def screenshot_graph(page, path: Path, margin: int = 24) -> None:  # noqa: ANN001
+def screenshot_graph(page, path: Path, margin: int = 24,  # noqa: ANN001
+                     groups: tuple[str, ...] = ("analytics", "analytics_api")) -> None:
     """The lineage itself: the expanded groups and their assets, cropped from the canvas."""
-    box = page.evaluate(GROUPS_BOX_JS, ["analytics", "analytics_api"])
+    box = page.evaluate(GROUPS_BOX_JS, list(groups))
     x, y = max(0, box["x"] - margin), max(0, box["y"] - margin)
     page.screenshot(path=path, clip={"x": x, "y": y, "width": box["width"] + 2 * margin,
                                      "height": box["height"] + 2 * margin})

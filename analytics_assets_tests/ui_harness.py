@@ -40,7 +40,9 @@ class DagsterDev:
     """`dagster dev -w workspace.yaml` on 127.0.0.1, in a process group of its own so the
     webserver, the daemon and the code servers all stop together."""
 
-    def __init__(self, env: Mapping[str, str], cwd: Path, log_path: Path, port: Optional[int] = None) -> None:
+    def __init__(self, env: Mapping[str, str], cwd: Path, log_path: Path, port: Optional[int] = None,
+                 workspace: Path = PROJECT_ROOT / "workspace.yaml") -> None:
+        self.workspace = workspace
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The caller's settings only: a developer's own ANALYTICS_*/DAGSTER_* variables stay out.
@@ -52,7 +54,7 @@ class DagsterDev:
 
     def start(self, ready_timeout: float = 120.0) -> "DagsterDev":
         dagster = Path(sys.executable).with_name("dagster")
-        command = [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        command = [str(dagster), "dev", "-w", str(self.workspace),
                    "-h", "127.0.0.1", "-p", str(self.port)]
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
