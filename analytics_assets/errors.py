@@ -137,7 +137,7 @@ class SchemaViolation(AnalyticsSyncError):
         self.field = field
         self.record_id = record_id
         super().__init__(
-            f"Record id={record_id!r} of {table} breaks the declared schema: field {field!r} "
+            f"Record id={_short(record_id)} of {table} breaks the declared schema: field {field!r} "
             f"{problem}. Nothing of this run was committed. {advice}"
         )
 
@@ -160,6 +160,12 @@ class WarehouseUnreachable(AnalyticsSyncError):
             f"warehouse credentials: ${variable} or [destination.{destination}] in .dlt/secrets.toml; "
             "and that the server is reachable from here."
         )
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """A value the API sent, quoted in a message at a bounded length."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def spellings(secret: str) -> set[str]:
