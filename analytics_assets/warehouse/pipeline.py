@@ -23,11 +23,12 @@ from ..api.definition import ApiDefinition
 from ..window import Window
 from ..api.client import ApiClient
 from ..api.stats import SyncStats
+from ..api.names import table
 from ..api.source import SOURCE_NAME, build_source
 from ..errors import diagnosed
 from ..settings import Settings
 from .destinations import DESTINATIONS, WarehouseTarget
-from .sql import CREATING_TABLES_LOCK, DEFAULT_LOCK_WAIT, WarehouseSql, connect
+from .sql import CREATING_TABLES_LOCK, DEFAULT_LOCK_WAIT, connect
 
 DATASET_NAME = "analytics"
 PIPELINE_NAME = "analytics_assets"
@@ -60,22 +61,23 @@ class _JsonHintNotice(logging.Filter):
 
 
 @contextmanager
-def loading(pipeline: dlt.Pipeline, tables: Iterable[str], wait: float = DEFAULT_LOCK_WAIT,
-            say: Callable[[str], None] = logger.info) -> Iterator[WarehouseSql]:
+def loading(pipeline: dlt.Pipeline, resources: Iterable[str], wait: float = DEFAULT_LOCK_WAIT,
+            say: Callable[[str], None] = logger.info) -> Iterator[None]:
     """What a load needs around it, when other runs may write the same warehouse at once: a DuckDB
     file held by this run alone (`sql.connect`), a table dropped by hand created again, a run
     that creates tables doing so alone, and a run's own staging dataset dropped afterwards, whether
-    its load succeeded or not. Yields the warehouse's SQL, for figures read before another run's
-    load can change what this one wrote."""
+    its load succeeded or not. Figures read inside it (`sql.open_sql`) see the table before another
+    run's load can change what this one wrote."""
     # The connection stays open for the whole load: a DuckDB file is then this process's alone, and
     # dlt's own connections share it.
     with connect(pipeline, wait, say) as client:
-        creating = _missing_tables(client, pipeline, tables) and pipeline.destination.destination_name == "postgres"
+        missing = _missing_tables(client, pipeline, [table(name) for name in resources])
+        creating = missing and pipeline.destination.destination_name == "postgres"
         notice = _JsonHintNotice()
         logging.getLogger("dlt").addFilter(notice)
         try:
             with _creating_tables(pipeline) if creating else nullcontext():
-                yield WarehouseSql(client)
+                yield
         finally:
             logging.getLogger("dlt").removeFilter(notice)
             _drop_staging(pipeline)
@@ -88,8 +90,8 @@ def _drop_staging(pipeline: dlt.Pipeline) -> None:
                 client.drop_dataset()
 
 
-def _missing_tables(client: SqlClientBase, pipeline: dlt.Pipeline, tables: Iterable[str]) -> bool:
-    """Whether this run creates tables. A table of ours dropped by hand is created again: dlt
+def _missing_tables(client: SqlClientBase, pipeline: dlt.Pipeline, tables: list[str]) -> bool:
+    """Whether this run creates tables (`tables`: those it loads, as the warehouse names them). A table of ours dropped by hand is created again: dlt
     restores its schema from the destination's `_dlt_version` and, finding it current, would skip
     creating a table it believes exists, so this schema's stored versions are forgotten."""
     if not client.has_dataset():
@@ -123,7 +125,7 @@ def load(pipeline: dlt.Pipeline, source: DltSource, wait: float = DEFAULT_LOCK_W
     is refetched by this run, and loading them could resurrect a half-finished attempt."""
     with diagnosed():
         pipeline.abort_packages()
-        with loading(pipeline, source.resources.keys(), wait):
+        with loading(pipeline, source.selected_resources.keys(), wait):
             return pipeline.run(source, loader_file_format=file_format(pipeline))
 
 
