@@ -35,6 +35,7 @@ from .auth import ClientCredentials
 from .stats import SyncStats
 from .throttle import Throttle
 from .urls import Origin, host_of, origin_of
+from .wire import Unbounded, WatchedPools, deadline
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)  # the seed's policy
 TRANSIENT_ERRORS = (ConnectionError, Timeout, ChunkedEncodingError)
@@ -107,9 +108,10 @@ class Transport(HTTPAdapter):
     all, is sent. Every request to `home` carries a currently valid token from `auth`. Every
     request waits for the sync's `throttle` before it goes on the wire, and the throttle is told
     every answer. A response is read within bounds: at most ANALYTICS_MAX_RESPONSE_BYTES, counted
-    as it arrives, and within ANALYTICS_REQUEST_DEADLINE in all, whatever the server's pace; a
-    successful answer that is not JSON fails here, naming the request. `setting` names what says
-    where its requests go, for messages."""
+    as it arrives; ANALYTICS_REQUEST_DEADLINE from connecting to the last byte, whatever the
+    server's pace; a few interim answers and a short trailer (`wire.py`). A successful answer that
+    is not JSON fails here, naming the request. `setting` names what says where its requests go,
+    for messages."""
 
     setting = "ANALYTICS_API_BASE_URL"
 
@@ -122,6 +124,16 @@ class Transport(HTTPAdapter):
         self.auth = auth
         self.throttle = throttle
         self._attempts: WeakKeyDictionary[PreparedRequest, Attempt] = WeakKeyDictionary()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = WatchedPools  # connections the request's deadline watches
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS has pools of its own, unwatched (README)
+            manager.pool_classes_by_scheme = WatchedPools
+        return manager
 
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
         return JsonResponse.of(super().build_response(req, resp))
@@ -174,11 +186,9 @@ class Transport(HTTPAdapter):
             ticket = throttle.acquire(priority=attempt.number if attempt else 1)  # retries first
             if ticket.waited > 0:
                 self.stats.add(rate_limit_wait_seconds=ticket.waited)
-        started = time.monotonic()
         response: Optional[JsonResponse] = None
         try:
-            response = super().send(request, **{**kwargs, "stream": True})
-            response.body = self._read(request, response, started)
+            response = self._fetch(request, **kwargs)
             self._check_json(request, response)
             return response
         finally:
@@ -189,10 +199,35 @@ class Transport(HTTPAdapter):
                 else:
                     throttle.release(ticket, response.status_code, response.headers, retry_after(response))
 
-    def _read(self, request: PreparedRequest, response: JsonResponse, started: float) -> bytes:
+    def _fetch(self, request: PreparedRequest, **kwargs: Any) -> JsonResponse:
+        """The response with its body, within ANALYTICS_REQUEST_DEADLINE from connecting to the last
+        byte: when it passes, the connection is shut down (`wire.deadline`), whatever the read in
+        progress, and the request fails naming the setting. Not retried, as a response beyond the
+        other bounds (`wire.Unbounded`) is not: the server would do it again."""
+        seconds = self.settings.request_deadline
+        with deadline(seconds) as clock:
+            response: Optional[JsonResponse] = None
+            try:
+                response = super().send(request, **{**kwargs, "stream": True,
+                                                    "timeout": _connect_within(kwargs.get("timeout"), seconds)})
+                response.body = self._read(request, response)
+            except Unbounded as error:
+                raise ResponseRefused(where(request), str(error),
+                                      f"Check that {self.setting} points at the API itself.") from None
+            except Exception:
+                if not clock.expired:
+                    raise
+            if not clock.expired and response is not None:
+                return response
+        if response is not None:
+            response.close()
+        raise ResponseRefused(where(request), f"took more than {seconds:g} s (ANALYTICS_REQUEST_DEADLINE) to answer",
+                              "Raise it if the API is that slow.")
+
+    def _read(self, request: PreparedRequest, response: JsonResponse) -> bytes:
         """The body, read here (a connection cut mid-body fails this attempt) a piece at a time, so
-        that neither its size nor the server's pace can exceed the bounds."""
-        limit, deadline = self.settings.max_response_bytes, started + self.settings.request_deadline
+        that its size cannot exceed the bound, however it is sent (decompressed, chunked)."""
+        limit = self.settings.max_response_bytes
         chunks, size = [], 0
         try:
             while chunk := response.raw.read1(65536, decode_content=True):
@@ -201,9 +236,6 @@ class Transport(HTTPAdapter):
                     raise ResponseRefused(where(request), f"sent a body of more than {limit:,} bytes",
                                           "Raise ANALYTICS_MAX_RESPONSE_BYTES if the API's pages are that large, "
                                           "or ask for smaller pages (the paginator's `limit`).")
-                if time.monotonic() > deadline:
-                    raise ResponseRefused(where(request), f"took more than {self.settings.request_deadline:g} s "
-                                          f"(ANALYTICS_REQUEST_DEADLINE) to answer", "Raise it if the API is that slow.")
                 chunks.append(chunk)
         except ResponseRefused:
             response.close()
@@ -275,6 +307,13 @@ def _short(error: BaseException) -> str:
     """The exception's class of problem without the URL dump urllib3 puts in its messages."""
     text = str(error)
     return text.split(": ")[-1][:120] if text else type(error).__name__
+
+
+def _connect_within(timeout: Any, seconds: float) -> Any:
+    """requests' timeout with connecting bounded by the deadline too: until a socket exists there is
+    nothing for the deadline to shut down."""
+    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    return (seconds if connect is None else min(connect, seconds), read)
 
 
 def build_session(transport: Transport, url: str) -> Session:
