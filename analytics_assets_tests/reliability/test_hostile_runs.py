@@ -22,6 +22,7 @@ from analytics_assets_tests.reliability.conftest import (
     RESOURCE_PATH,
     Harness,
     Processes,
+    assert_matches_server,
     cli_env,
     make_dagster_home,
     wait_for,
@@ -98,6 +99,81 @@ def test_hostile_api_ends_the_run_cleanly_within_bounds(harness_for, processes: 
     runs, holding = settled_instance(home)
     assert [run.status.value for run in runs] == ["FAILURE"]
     assert holding == set(), f"the failed run still holds the {POOL!r} slot"
+
+
+def assert_never_shown(secrets: dict[str, str], output: str, *folders: Path) -> int:
+    """None of `secrets` (name -> text) in the run's output, nor in any file under `folders` (Dagster's
+    storage, the DuckDB file and dlt's working folders: SQLite dumped, gzip and parquet decoded, the
+    DuckDB file's values and dlt state read). Returns how many files were searched."""
+    from analytics_assets_tests.reliability.test_secrets import assert_absent, files_under, readable_forms
+
+    forms = {name: value.encode() for name, value in secrets.items()}
+    assert_absent(forms, "the run's output", iter([output.encode()]))
+    searched = 0
+    for folder in folders:
+        for path in files_under(folder):
+            searched += assert_absent(forms, f"{path}", readable_forms(path))
+    return searched
+
+
+TOKEN_ANSWERS = {
+    # What the token endpoint answers, and the words of the failure: refused when it arrives, so it
+    # is neither sent (a header would carry the CR LF into the request: a split request, or
+    # http.client's error quoting it) nor shown.
+    "token_ending_in_crlf": ({}, ["The token endpoint", "/oauth/token", "an HTTP header cannot carry",
+                                  "ANALYTICS_TOKEN_URL"]),
+    "token_of_20_kib": ({"size": 20_000}, ["The token endpoint", "/oauth/token", "more than 16,384 bytes",
+                                           "ANALYTICS_MAX_TOKEN_BYTES"]),
+}
+
+
+@pytest.mark.parametrize("case", list(TOKEN_ANSWERS))
+def test_a_token_no_header_can_carry_fails_the_run_unsent_and_unshown(harness_for, processes: Processes,
+                                                                      tmp_path: Path, case: str) -> None:
+    options, words = TOKEN_ANSWERS[case]
+    harness: Harness = harness_for(records=3000)
+    before = harness.prime(PARTITION)
+    home = make_dagster_home(tmp_path / "dagster_home")
+    harness.api.faults.queue("token_value", **options)
+
+    started = time.monotonic()
+    cli = processes.materialize(cli_env(home, **ONE_TRY), partition=PARTITION, measured=True)
+    code = cli.wait(timeout=300)
+    took = time.monotonic() - started
+    output = cli.output()
+    assert code != 0, f"the run succeeded:\n{output[-3000:]}"
+    missing = [word for word in words if word not in output]
+    assert not missing, f"the failure does not name the cause ({missing}):\n{output[-3000:]}"
+    assert harness.api.request_count(path=RESOURCE_PATH) == 0, "the token was sent"
+    token = harness.api.issued_tokens[-1]
+    print(f"{case}: the run took {took:.1f} s, peak {cli.peak_rss_bytes() / 2**20:,.0f} MiB")
+    assert cli.peak_rss_bytes() < MEMORY_BOUND
+    searched = assert_never_shown({"the token": token, "the token's first 24 characters": token.strip()[:24]},
+                                  output, home, harness.db.parent)
+    assert searched > 10, "the search should see Dagster's storage and the DuckDB file"
+    assert table_checksum(harness.db) == before, "a failed run changed the table"
+    runs, holding = settled_instance(home)
+    assert [run.status.value for run in runs] == ["FAILURE"] and holding == set()
+
+
+@pytest.mark.parametrize("value", ["NaN", "1e308", "-5"])
+def test_an_expires_in_that_is_no_lifetime_is_said_and_the_run_lands(harness_for, processes: Processes,
+                                                                     tmp_path: Path, value: str) -> None:
+    """Not a lifetime: taken for a missing one, said in the run's log naming the token endpoint; one
+    token for the whole run (unguarded: NaN and 1e308 failed the run with Python's own words, -5
+    fetched a token for every request)."""
+    harness: Harness = harness_for(records=3000)
+    harness.api.faults.queue("expires_in_value", value=value)
+    home = make_dagster_home(tmp_path / "dagster_home")
+    cli = processes.materialize(cli_env(home), partition=PARTITION, measured=True)
+    code = cli.wait(timeout=300)
+    output = cli.output()
+    assert code == 0, output[-3000:]
+    said = f"The token endpoint {harness.api.token_url} answered expires_in="
+    assert said in output and "default_token_expiration" in output, output[-3000:]
+    assert harness.api.tokens_issued == 1 and harness.api.request_count(path=RESOURCE_PATH) >= 7
+    assert_matches_server(harness.db, harness.expected(PARTITION))
+    assert cli.peak_rss_bytes() < MEMORY_BOUND
 
 
 LAUNCH_CONFIG = {
