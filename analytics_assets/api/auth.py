@@ -16,6 +16,7 @@ import logging
 import math
 import re
 import threading
+from collections import deque
 from typing import Annotated, Any, Optional
 from urllib.parse import quote_plus
 
@@ -34,6 +35,7 @@ BEARER = "Bearer "
 MAX_REASON = 400  # characters of the provider's reason shown, after masking
 LIFETIMES = (1.0, 365 * 86_400.0)  # an `expires_in` outside 1 s .. 1 year is no lifetime a provider means
 MIN_RENEWAL = 5.0  # seconds between two renewals a token's expiry may cause, whatever `expires_in` says
+PREVIOUS_TOKENS = 16  # tokens of the sync masked besides the current one (a run renews a few an hour)
 HEADER_VALUE = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a Bearer header carries unchanged
 
 
@@ -67,6 +69,7 @@ class ClientCredentials(OAuth2ClientCredentials):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._lock = threading.Lock()
+        self._previous: deque[str] = deque(maxlen=PREVIOUS_TOKENS)  # a 400 may echo the token a request carried
 
     def build_access_token_request(self) -> dict[str, Any]:
         data = {"grant_type": "client_credentials", **({"scope": self.scope} if self.scope else {}),
@@ -99,7 +102,10 @@ class ClientCredentials(OAuth2ClientCredentials):
         if not isinstance(payload, dict) or not payload.get("access_token"):
             raise TokenEndpointError(self.access_token_url, "answered without an `access_token`")
         renewing = self.access_token is not None
-        self.parse_native_representation(self.parse_access_token(payload))
+        token = self.parse_access_token(payload)
+        if renewing:
+            self._previous.append(str(self.access_token))
+        self.parse_native_representation(token)
         lifetime = self.parse_expiration_in_seconds(payload)
         # Renew ahead of expiry, but never spend more than half a short token's life on the margin,
         # and never sooner than MIN_RENEWAL: a token said to last a second is not fetched each second.
@@ -162,8 +168,9 @@ class ClientCredentials(OAuth2ClientCredentials):
 
     def secrets(self) -> list[str]:
         """What must never be shown: the credentials, alone and as the HTTP Basic pair (form-urlencoded
-        first), and the access token."""
-        return [str(self.client_secret), str(self.client_id), self._basic_pair(), str(self.access_token or "")]
+        first), the access token and the ones it replaced (`errors.masked` spells each every way)."""
+        return [str(self.client_secret), str(self.client_id), self._basic_pair(), str(self.access_token or ""),
+                *self._previous]
 
     def _basic_pair(self) -> str:
         return f"{quote_plus(str(self.client_id))}:{quote_plus(str(self.client_secret))}"

@@ -10,6 +10,7 @@ into errors that name the fix.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any, Optional
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 from weakref import WeakKeyDictionary
 
 import orjson
@@ -29,7 +30,8 @@ from urllib3.exceptions import NameResolutionError, ProtocolError, ReadTimeoutEr
 
 from dlt.sources.helpers.requests import Client
 
-from ..errors import HostNotFound, MalformedResponse, RequestRejected, ResponseRefused, RetriesExhausted, TokenRejected
+from ..errors import (AnalyticsSyncError, HostNotFound, MalformedResponse, RequestFailed, RequestRejected,
+                      ResponseRefused, RetriesExhausted, SettingsError, TokenRejected, mask_error, masked)
 from ..settings import Settings
 from .auth import ClientCredentials
 from .stats import SyncStats
@@ -139,6 +141,29 @@ class Transport(HTTPAdapter):
         return JsonResponse.of(super().build_response(req, resp))
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
+        """One attempt. Every error raised from here is masked (`errors.masked`): ours quote the
+        server (a reason, a body, a link) and libraries quote what they were given (http.client a
+        header value), so whatever credential the request carried, and every credential and token of
+        the sync, is hidden first. A library's own error is raised as ours, not chained to its
+        unmasked words (dlt's trace records every exception of a chain)."""
+        try:
+            return self._attempt(request, **kwargs)
+        except TRANSIENT_ERRORS:
+            raise  # for dlt's retry loop; their words are an address, never a credential
+        except (AnalyticsSyncError, SettingsError) as error:
+            mask_error(error, self.secrets(request))
+            raise
+        except Exception as error:  # a library refusing the request or its answer
+            detail = masked(f"{type(error).__name__}: {error}", self.secrets(request), limit=MAX_ERROR_BODY)
+            failure = mask_error(RequestFailed(where(request), detail, self.setting), self.secrets(request))
+        raise failure  # outside the except clause: the library's own words stay out of the chain
+
+    def secrets(self, request: PreparedRequest) -> list[str]:
+        """What the request carries (its Authorization's credentials, a token request's client id
+        and secret) and every credential and token of the sync: what no message may show."""
+        return carried(request) + (self.auth.secrets() if self.auth is not None else [])
+
+    def _attempt(self, request: PreparedRequest, **kwargs: Any) -> Response:
         attempt = self._begin(request)
         try:
             response = self.exchange(request, **kwargs)
@@ -147,7 +172,8 @@ class Transport(HTTPAdapter):
             if isinstance(getattr(error.args[0] if error.args else None, "reason", None), NameResolutionError):
                 raise HostNotFound(host_of(request.url or ""), self.setting) from None
             if attempt.number >= self.settings.max_attempts:
-                raise RetriesExhausted(where(request), f"{type(error).__name__} ({_short(error)})",
+                said = _short(masked(str(error), self.secrets(request))) or type(error).__name__
+                raise RetriesExhausted(where(request), f"{type(error).__name__} ({said})",
                                        attempt.number, self.setting) from None
             raise
         attempt.ended = time.monotonic()
@@ -274,7 +300,9 @@ class Transport(HTTPAdapter):
                 raise RetriesExhausted(where(request), f"HTTP {status} {response.reason}", attempt.number,
                                        self.setting, attempt.asked_wait, self.settings.max_retry_wait)
             return  # dlt's retry loop waits (honouring Retry-After) and sends it again
-        raise RequestRejected(where(request), status, response.reason or "", response.text[:MAX_ERROR_BODY])
+        # Masked whole, then cut: a cut first could leave half a credential that no longer matches.
+        body = masked(response.text, self.secrets(request), limit=MAX_ERROR_BODY)
+        raise RequestRejected(where(request), status, response.reason or "", body)
 
 
 class TokenTransport(Transport):
@@ -303,10 +331,27 @@ def retry_after(response: Response) -> Optional[float]:
         return None
 
 
-def _short(error: BaseException) -> str:
-    """The exception's class of problem without the URL dump urllib3 puts in its messages."""
-    text = str(error)
-    return text.split(": ")[-1][:120] if text else type(error).__name__
+def _short(text: str) -> str:
+    """An exception's class of problem without the URL dump urllib3 puts in its messages."""
+    return text.split(": ")[-1][:120]
+
+
+def carried(request: PreparedRequest) -> list[str]:
+    """The credentials a request carries: its Authorization header's (a token, or a Basic pair and
+    the id and secret in it), and a token request's `client_id` and `client_secret` form fields."""
+    scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
+    found = [credentials]
+    if scheme.lower() == "basic":
+        try:
+            pair = base64.b64decode(credentials, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            pair = ""
+        found += [unquote_plus(part) for part in pair.split(":", 1) if part]
+    if isinstance(request.body, (str, bytes)) and "form-urlencoded" in request.headers.get("Content-Type", ""):
+        body = request.body.decode(errors="replace") if isinstance(request.body, bytes) else request.body
+        form = parse_qs(body)
+        found += [value for key in ("client_id", "client_secret") for value in form.get(key, [])]
+    return [secret for secret in found if secret]
 
 
 def _connect_within(timeout: Any, seconds: float) -> Any:

@@ -156,6 +156,36 @@ def test_a_token_no_header_can_carry_fails_the_run_unsent_and_unshown(harness_fo
     assert [run.status.value for run in runs] == ["FAILURE"] and holding == set()
 
 
+def test_a_400_echoing_the_token_fails_the_run_without_showing_it(harness_for, processes: Processes,
+                                                                 tmp_path: Path) -> None:
+    """The API's 400 echoes the Authorization header (a 300-character token: it runs past the 200
+    characters of body an error shows). The run fails quoting the answer with the token masked, and
+    the token is nowhere: output, Dagster's storage, dlt's trace and folders, the DuckDB file."""
+    harness: Harness = harness_for(records=3000)
+    before = harness.prime(PARTITION)
+    home = make_dagster_home(tmp_path / "dagster_home")
+    harness.api.faults.queue("token_value", size=300)
+    harness.api.faults.queue("echo_authorization", after=1)
+
+    cli = processes.materialize(cli_env(home), partition=PARTITION, measured=True)
+    code = cli.wait(timeout=300)
+    output = cli.output()
+    assert code != 0, f"the run succeeded:\n{output[-3000:]}"
+    words = ["GET /v1/resource", "HTTP 400", "unusable Authorization header: Bearer ***"]
+    missing = [word for word in words if word not in output]
+    assert not missing, f"the failure does not name the cause ({missing}):\n{output[-3000:]}"
+    token = harness.api.issued_tokens[-1]
+    assert len(token) == 300
+    searched = assert_never_shown({"the token": token, "the token's first 24 characters": token[:24],
+                                   "the token's first 150 characters": token[:150]}, output, home, harness.db.parent)
+    traces = list(harness.db.parent.rglob("trace.pickle"))
+    assert traces and searched > 10, "the search should see dlt's trace of the failed run"
+    assert cli.peak_rss_bytes() < MEMORY_BOUND
+    assert table_checksum(harness.db) == before, "a failed run changed the table"
+    runs, holding = settled_instance(home)
+    assert [run.status.value for run in runs] == ["FAILURE"] and holding == set()
+
+
 @pytest.mark.parametrize("value", ["NaN", "1e308", "-5"])
 def test_an_expires_in_that_is_no_lifetime_is_said_and_the_run_lands(harness_for, processes: Processes,
                                                                      tmp_path: Path, value: str) -> None:
