@@ -1,10 +1,11 @@
 """The dlt pipeline into the warehouse: the layer Dagster drives, usable on its own.
 
-Two settings of dlt's are made here, explicitly, for this project's pipeline only: pages arrive as
+Three settings of dlt's are made here, explicitly, for this project's pipeline only: pages arrive as
 Arrow tables, which dlt leaves without `_dlt_load_id` unless its parquet normalizer is told to add
-it (every row must say which load wrote it: the completeness check counts them), and dlt's warning
+it (every row must say which load wrote it: the completeness check counts them); dlt's warning
 that a `json` column hint overrides the Arrow text column it arrives as is silenced while a load
-runs (that override is the intent: JSON travels as text).
+runs (that override is the intent: JSON travels as text); and dlt's anonymous telemetry is off
+unless the deployment turned it on (`quiet_telemetry`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
 import dlt
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 from dlt.common.pipeline import LoadInfo
+from dlt.common.runtime.telemetry import stop_telemetry
 from dlt.destinations.sql_client import SqlClientBase
 from dlt.extract import DltSource
 
@@ -35,11 +39,26 @@ PIPELINE_NAME = "analytics_assets"
 logger = logging.getLogger(__name__)
 
 
+def quiet_telemetry() -> None:
+    """dlt sends anonymous usage events (each pipeline step, the destination's fingerprint) to dltHub
+    unless told not to. A deployment that says either way is obeyed: RUNTIME__DLTHUB_TELEMETRY, or
+    `dlthub_telemetry` under `[runtime]` in a `.dlt/config.toml` (`dlt telemetry enable` writes it).
+    Said nowhere, it is off: written as dlt's own config value (in memory, below the environment
+    and the files), and dlt's runtime, which reads it when its configuration is first used,
+    started again without the tracker."""
+    if dlt.config.get("runtime.dlthub_telemetry") is not None:
+        return  # the deployment's choice, or this function's, made already
+    dlt.config["runtime.dlthub_telemetry"] = False
+    stop_telemetry()
+    Container()[PluggableRunContext].initialize_runtime()
+
+
 def make_pipeline(target: WarehouseTarget | Path, pipelines_dir: Optional[Path] = None,
                   staging_suffix: Optional[str] = None) -> dlt.Pipeline:
     """A pipeline into `target` (a bare path means a DuckDB file)."""
     if not isinstance(target, WarehouseTarget):
         target = WarehouseTarget(DESTINATIONS["duckdb"], Path(target))
+    quiet_telemetry()
     dlt.config[f"{PIPELINE_NAME}.normalize.parquet_normalizer.add_dlt_load_id"] = True
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
