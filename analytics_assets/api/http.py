@@ -36,7 +36,7 @@ from ..settings import Settings
 from .auth import ClientCredentials
 from .stats import SyncStats
 from .throttle import Throttle
-from .urls import Origin, host_of, origin_of
+from .urls import Origin, host_of, is_loopback, origin_of
 from .wire import Unbounded, WatchedPools, deadline
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)  # the seed's policy
@@ -125,6 +125,7 @@ class Transport(HTTPAdapter):
         self.home = home
         self.auth = auth
         self.throttle = throttle
+        self.proxies = proxies_for(f"{home.scheme}://{home.host}:{home.port}")  # read once: requests re-reads
         self._attempts: WeakKeyDictionary[PreparedRequest, Attempt] = WeakKeyDictionary()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -234,7 +235,7 @@ class Transport(HTTPAdapter):
         with deadline(seconds) as clock:
             response: Optional[JsonResponse] = None
             try:
-                response = super().send(request, **{**kwargs, "stream": True,
+                response = super().send(request, **{**kwargs, "stream": True, "proxies": self.proxies,
                                                     "timeout": _connect_within(kwargs.get("timeout"), seconds)})
                 response.body = self._read(request, response)
             except Unbounded as error:
@@ -361,11 +362,23 @@ def _connect_within(timeout: Any, seconds: float) -> Any:
     return (seconds if connect is None else min(connect, seconds), read)
 
 
+def proxies_for(url: str) -> dict[str, str]:
+    """The proxies the environment names for `url` (HTTPS_PROXY, ALL_PROXY, NO_PROXY...), or none
+    at all for a loopback host (this machine: nothing stands between, and a proxy would see its
+    traffic) or for plain http (the token would cross the proxy in clear; only loopback may be
+    plain http anyway, `urls.check_url`)."""
+    origin = origin_of(url)
+    if origin.scheme != "https" or is_loopback(origin.host):
+        return {}
+    return get_environ_proxies(url)
+
+
 def build_session(transport: Transport, url: str) -> Session:
     """A session that retries exactly the seed's statuses and transient network errors.
 
-    The environment's proxy and CA settings are read once, for `url`'s host: requests otherwise
-    re-reads the whole environment on every request (about a tenth of a sync's CPU)."""
+    The environment's CA settings are read once, and its proxies once, by the transport, which
+    decides them for every request (`proxies_for`): requests otherwise re-reads the whole
+    environment on every request (about a tenth of a sync's CPU)."""
     settings = transport.settings
     session = Client(
         request_timeout=settings.http_timeout,
@@ -379,7 +392,7 @@ def build_session(transport: Transport, url: str) -> Session:
     ).session
     session.mount("http://", transport)
     session.mount("https://", transport)
-    session.proxies.update(get_environ_proxies(url))
+    session.proxies.update(transport.proxies)
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     session.trust_env = False
     return session

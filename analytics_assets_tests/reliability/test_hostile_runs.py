@@ -206,6 +206,27 @@ def test_an_expires_in_that_is_no_lifetime_is_said_and_the_run_lands(harness_for
     assert cli.peak_rss_bytes() < MEMORY_BOUND
 
 
+def test_a_proxy_in_the_environment_receives_nothing_of_a_loopback_api(harness_for, processes: Processes,
+                                                                      tmp_path: Path) -> None:
+    """HTTP_PROXY, HTTPS_PROXY and ALL_PROXY name a recording proxy: the run against the demo API
+    (plain http on 127.0.0.1: the secret and the token in clear) lands without sending it a byte."""
+    from analytics_assets_tests.api.test_proxies import RecordingProxy
+
+    harness: Harness = harness_for(records=3000)
+    home = make_dagster_home(tmp_path / "dagster_home")
+    proxy = RecordingProxy()
+    try:
+        env = cli_env(home, **proxy.environment())
+        for name in ("NO_PROXY", "no_proxy"):
+            env.pop(name, None)
+        cli = processes.materialize(env, partition=PARTITION)
+        assert cli.wait(timeout=300) == 0, cli.output()[-3000:]
+    finally:
+        proxy.close()
+    assert proxy.received == [], f"the proxy received {[data[:80] for data in proxy.received]}"
+    assert_matches_server(harness.db, harness.expected(PARTITION))
+
+
 LAUNCH_CONFIG = {
     # Each would redirect the secret, the rows or a clean-up, if a run's config could set it.
     "api_base_url": ("analytics_api", "base_url", "{evil}"),
