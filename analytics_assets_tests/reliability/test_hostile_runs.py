@@ -227,6 +227,35 @@ def test_a_proxy_in_the_environment_receives_nothing_of_a_loopback_api(harness_f
     assert_matches_server(harness.db, harness.expected(PARTITION))
 
 
+def test_an_alias_bomb_in_the_api_config_is_refused_fast_and_small(harness_for, processes: Processes,
+                                                                  tmp_path: Path) -> None:
+    """A 394-byte YAML alias bomb as ANALYTICS_API_CONFIG: the definitions do not load, naming the file
+    and the line, within seconds and the memory of an idle process; nothing is sent, no run is made,
+    the table is as it was (unguarded: past 2 GB and 20 s before a message)."""
+    from analytics_assets_tests.api.test_config import ALIAS_BOMB
+
+    harness: Harness = harness_for(records=3000)
+    before = harness.prime(PARTITION)
+    home = make_dagster_home(tmp_path / "dagster_home")
+    bomb = tmp_path / "api.yaml"
+    bomb.write_text(ALIAS_BOMB)
+
+    started = time.monotonic()
+    cli = processes.materialize(cli_env(home, ANALYTICS_API_CONFIG=str(bomb)), partition=PARTITION, measured=True)
+    code = cli.wait(timeout=300)
+    took = time.monotonic() - started
+    output = cli.output()
+    assert code != 0, output[-3000:]
+    assert f"ANALYTICS_API_CONFIG={bomb}: line 3: YAML anchors and aliases" in output, output[-3000:]
+    print(f"alias bomb: refused in {took:.1f} s, peak {cli.peak_rss_bytes() / 2**20:,.0f} MiB")
+    assert took < 30, f"loading took {took:.0f} s"
+    assert cli.peak_rss_bytes() < 512 * 2**20, f"peak memory {cli.peak_rss_bytes() / 2**20:,.0f} MiB"
+    assert harness.api.request_count() == 0
+    assert table_checksum(harness.db) == before
+    runs, holding = settled_instance(home)
+    assert runs == [] and holding == set()
+
+
 LAUNCH_CONFIG = {
     # Each would redirect the secret, the rows or a clean-up, if a run's config could set it.
     "api_base_url": ("analytics_api", "base_url", "{evil}"),
