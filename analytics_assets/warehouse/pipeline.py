@@ -30,7 +30,7 @@ from ..api.stats import SyncStats
 from ..api.source import SOURCE_NAME, build_source
 from ..errors import diagnosed
 from ..settings import Settings
-from .destinations import DESTINATIONS, WarehouseTarget
+from .destinations import DESTINATIONS, WarehouseTarget, private_files
 from .sql import CREATING_TABLES_LOCK, DEFAULT_LOCK_WAIT, WarehouseSql, connect
 
 DATASET_NAME = "analytics"
@@ -60,13 +60,14 @@ def make_pipeline(target: WarehouseTarget | Path, pipelines_dir: Optional[Path] 
         target = WarehouseTarget(DESTINATIONS["duckdb"], Path(target))
     quiet_telemetry()
     dlt.config[f"{PIPELINE_NAME}.normalize.parquet_normalizer.add_dlt_load_id"] = True
-    return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
-        destination=target.dlt_destination(staging_suffix),
-        dataset_name=DATASET_NAME,
-        pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
-        progress=None,
-    )
+    with private_files():  # dlt creates its working folder and state here
+        return dlt.pipeline(
+            pipeline_name=PIPELINE_NAME,
+            destination=target.dlt_destination(staging_suffix),
+            dataset_name=DATASET_NAME,
+            pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
+            progress=None,
+        )
 
 
 def file_format(pipeline: dlt.Pipeline) -> str:
@@ -140,7 +141,7 @@ def _creating_tables(pipeline: dlt.Pipeline) -> Iterator[None]:
 def load(pipeline: dlt.Pipeline, source: DltSource, wait: float = DEFAULT_LOCK_WAIT) -> LoadInfo:
     """Run a prepared source. Packages left by an earlier failed run are dropped first: their data
     is refetched by this run, and loading them could resurrect a half-finished attempt."""
-    with diagnosed():
+    with diagnosed(), private_files():
         pipeline.abort_packages()
         with loading(pipeline, source.resources.keys(), wait):
             return pipeline.run(source, loader_file_format=file_format(pipeline))
