@@ -232,8 +232,8 @@ class Transport(HTTPAdapter):
         progress, and the request fails naming the setting. Not retried, as a response beyond the
         other bounds (`wire.Unbounded`) is not: the server would do it again."""
         seconds = self.settings.request_deadline
+        response: Optional[JsonResponse] = None
         with deadline(seconds) as clock:
-            response: Optional[JsonResponse] = None
             try:
                 response = super().send(request, **{**kwargs, "stream": True, "proxies": self.proxies,
                                                     "timeout": _connect_within(kwargs.get("timeout"), seconds)})
