@@ -99,6 +99,9 @@ def test_hostile_api_ends_the_run_cleanly_within_bounds(harness_for, processes: 
     runs, holding = settled_instance(home)
     assert [run.status.value for run in runs] == ["FAILURE"]
     assert holding == set(), f"the failed run still holds the {POOL!r} slot"
+    secrets = {"the client secret": harness.api.config.client_secret}
+    secrets.update({f"access token #{i}": token for i, token in enumerate(harness.api.issued_tokens)})
+    assert_never_shown(secrets, output, home, harness.db.parent)
 
 
 def assert_never_shown(secrets: dict[str, str], output: str, *folders: Path) -> int:
