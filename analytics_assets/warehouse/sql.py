@@ -27,7 +27,7 @@ from ..api.names import SOURCE_NAME
 from ..errors import WarehouseFileError, WarehouseUnreachable, diagnosed
 from ..settings import Settings
 from ..window import Window
-from .destinations import owner_only
+from .destinations import owner_only, private_files
 from .locks import exclusive
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,9 @@ def connect(pipeline: dlt.Pipeline, wait: float = DEFAULT_LOCK_WAIT,
     fails naming the file or the server and where credentials come from, never quoting them."""
     duckdb = pipeline.destination.destination_name == "duckdb"
     database = duckdb_file(pipeline) if duckdb else None
-    with exclusive(database, wait, say) if database else contextlib.nullcontext():
+    # Whatever is created while the connection is open (the file, its WAL, DuckDB's spill folder,
+    # dlt's load packages of a load run inside) is the owner's alone from its first byte.
+    with private_files(), exclusive(database, wait, say) if database else contextlib.nullcontext():
         client = pipeline.sql_client()
         deadline, told = time.monotonic() + wait, False
         while True:
