@@ -44,6 +44,7 @@ class ApiClient:
             definition.config.client.auth, self.token_url, _credential("client_id", settings, credentials),
             _credential("client_secret", settings, credentials), settings.token_refresh_margin,
             build_session(TokenTransport(settings, stats, origin_of(self.token_url)), self.token_url), stats,
+            settings.max_token_bytes,
         )
         self.throttle = Throttle(settings.max_retry_wait, settings.max_requests_per_second, settings.max_concurrency,
                                  stats.warn)

@@ -95,6 +95,8 @@ _CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "date": _is_date,
 }
 
+MAX_FIELD_NAME = 255  # characters of an undeclared field's name: no destination takes longer column names
+
 # The Python types each declared type takes as they are, checked a whole column at a time; `bool` is
 # its own type here, so True never passes for a bigint. Timestamps are parsed by Arrow afterwards.
 # Any other value is coerced as dlt's own normaliser would (numeric text to a number, epoch seconds
@@ -164,6 +166,14 @@ class PageValidator:
     def drift(self, records: list) -> list[str]:
         extra = set().union(*(record.keys() for record in records)) - self.declared
         known = self.stats.drift_columns.get(self.resource, set())
+        too_long = next((name for name in extra - known if len(str(name)) > MAX_FIELD_NAME), None)
+        if too_long is not None:
+            offender = next(record for record in records if too_long in record)
+            raise SchemaViolation(
+                self.resource, self.key_of(offender), f"{str(too_long)[:40]}…",
+                f"is a field name of {len(str(too_long)):,} characters, more than the {MAX_FIELD_NAME} a column name "
+                "may have", "No column can hold it: fix the API, or declare the fields you want in the resource's "
+                "`columns` and set ANALYTICS_SCHEMA_DRIFT=freeze to refuse the rest.")
         if len(known | extra) > self.max_new_columns:
             name = sorted(extra - known)[0]
             offender = next(record for record in records if name in record)

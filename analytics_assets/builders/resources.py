@@ -111,7 +111,7 @@ class WarehouseResource(ConfigurableResource):
         run share the run's folder, each under its own pipeline name. Its state is restored from
         the destination each run."""
         folder = private_folder(self.pipelines_base() / run_id)
-        (folder / RUN_FOLDER_MARK).touch()
+        (folder / RUN_FOLDER_MARK).touch(mode=0o600)
         names = {"dataset_name": instance.dataset, "pipeline_name": instance.pipeline_name} if instance else {}
         return make_pipeline(self.target(), pipelines_dir=folder, staging_suffix=run_id[:8], **names)
 

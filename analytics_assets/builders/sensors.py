@@ -18,16 +18,19 @@ cannot show a late change that keeps every day's count; the schedule's next sync
 
 from __future__ import annotations
 
-import hashlib
+from datetime import datetime, timezone
 from typing import Optional, Sequence
 
 from dagster import (
     AssetObservation,
     AssetSelection,
     AutomationConditionSensorDefinition,
+    DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -49,6 +52,7 @@ from .resources import AnalyticsApiResource, WarehouseResource
 RECONCILE_INTERVAL_SECONDS = 3600
 SENSOR_LOCK_WAIT = 10.0  # a tick waits this long for a DuckDB file a run is loading, then skips
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+STRETCH_TAG = "analytics/reconcile_days"  # the stretch of days a reconcile run syncs
 
 
 def recent_days(partitions_def: TimeWindowPartitionsDefinition, count: int) -> list[str]:
@@ -92,7 +96,10 @@ def build_reconcile_sensor(instance: ApiInstance, partitions_def: TimeWindowPart
             rows = table_rows(warehouse, instance, days)
         except WarehouseFileError as error:
             return SensorResult(skip_reason=f"The warehouse is busy ({error}); the next tick compares.")
-        return compare(instance, days, totals, rows)
+        result = compare(instance, days, totals, rows, today=datetime.now(timezone.utc).date().isoformat())
+        for failed in failed_launches(context.instance, result):
+            context.log.warning(failed)
+        return result
 
     return reconcile
 
@@ -103,17 +110,21 @@ def table_rows(warehouse: WarehouseResource, instance: ApiInstance, days: Sequen
     window = Window.of_days(days[0], days[-1])
     with warehouse.sql(instance.reconcile_sensor, wait=SENSOR_LOCK_WAIT, instance=instance) as sql:
         return {
-            resource.name: sql.rows_per_day(sql.table(table(resource.name)), CURSOR_AT, window)
-            if resource.cursor and sql.has_table(sql.table(table(resource.name))) else {}
+            resource.name: sql.rows_per_day(table(resource.name), CURSOR_AT, window)
+            if resource.cursor and sql.has_table(table(resource.name)) else {}
             for resource in definition.config.selected
         }
 
 
 def compare(instance: ApiInstance, days: Sequence[str], totals: dict[str, dict[str, Optional[int]]],
-            rows: dict[str, dict[str, int]]) -> SensorResult:
+            rows: dict[str, dict[str, int]], today: str) -> SensorResult:
     """Observations of the API's totals, and runs for the stretches of days a table is behind on.
     A resource whose pages carry no total on some day has nothing to compare (an empty first page
-    counts as a total of 0, so only the days with records tell)."""
+    counts as a total of 0, so only the days with records tell).
+
+    A stretch is launched at most once a day (the run key is the stretch and `today`): totals that
+    change every tick, a hostile API's or a busy one's, cannot launch a run every hour, and a run
+    that failed is not launched again before tomorrow (`failed_launches` reports it)."""
     selected = instance.definition.config.selected
     counted = [resource for resource in selected if None not in totals[resource.name].values()]
     if not counted:
@@ -136,10 +147,8 @@ def compare(instance: ApiInstance, days: Sequence[str], totals: dict[str, dict[s
                 ahead.add(day)
     requests = []
     for first, last in stretches(days, differing):
-        state = repr([(name, day, totals[name][day], rows[name].get(day, 0)) for name in totals for day in days
-                      if first <= day <= last]).encode()
-        key = f"{instance.reconcile_sensor}:{first}..{last}:{hashlib.sha256(state).hexdigest()[:16]}"
-        tags = {"analytics/reconcile": "late records"}
+        key = f"{instance.reconcile_sensor}:{first}..{last}:{today}"
+        tags = {"analytics/reconcile": "late records", STRETCH_TAG: f"{first}..{last}"}
         if first == last:
             requests.append(RunRequest(run_key=key, partition_key=first, tags=tags))
         else:
@@ -154,6 +163,20 @@ def compare(instance: ApiInstance, days: Sequence[str], totals: dict[str, dict[s
     ])
     return SensorResult(asset_events=observations, skip_reason=(
         f"Every table holds at least the API's total on each of {days[0]}..{days[-1]}: nothing to sync{notes}."))
+
+
+def failed_launches(instance: DagsterInstance, result: SensorResult) -> list[str]:
+    """What to say of the runs this sensor launched earlier today for the stretches it asks for
+    again: those that failed are not launched again before tomorrow."""
+    said = []
+    for request in result.run_requests or []:
+        stretch = request.tags[STRETCH_TAG]
+        for run in instance.get_runs(RunsFilter(tags={STRETCH_TAG: stretch}, statuses=[DagsterRunStatus.FAILURE]),
+                                     limit=5):
+            if run.tags.get("dagster/run_key") == request.run_key:
+                said.append(f"The sync of {stretch} that this sensor launched today (run {run.run_id}) failed: it is "
+                            "not launched again before tomorrow. Read that run's error, or launch the days by hand.")
+    return said
 
 
 def build_automation_sensor(instance: ApiInstance, models: AssetSelection) -> AutomationConditionSensorDefinition:

@@ -118,3 +118,31 @@ def test_reconcile_days_sets_how_far_back_it_looks(recent_api, monkeypatch):
     assert requested(result) == [(DAYS[3], DAYS[4])], "the two most recent days, never synced"
     assert sorted({event.partition for event in result.asset_events}) == DAYS[3:]
     assert recent_api.request_count(path="/v1/resource") == 2, "one request a day"
+
+
+def test_a_stretch_is_launched_at_most_once_a_day_and_a_failed_launch_is_reported(recent_api, tmp_path):
+    """A hostile API's totals change at every tick: the stretch keeps its key for the day, so it is
+    launched once; that run failed (the API went down), and the next tick says so instead of
+    launching it again."""
+    from analytics_assets.builders.sensors import failed_launches
+    from analytics_assets_tests.conftest import run_job
+
+    instance = DagsterInstance.ephemeral()
+    assert run_job(first=DAYS[0], last=DAYS[-1], instance=instance).success
+    add_late_record(recent_api, DAYS[2], 6)
+    first = evaluate(instance)
+    add_late_record(recent_api, DAYS[2], 7)  # the figures change between ticks
+    second = evaluate(instance)
+    assert requested(first) == requested(second) == [(DAYS[2], DAYS[2])]
+    assert first.run_requests[0].run_key == second.run_requests[0].run_key
+
+    request = second.run_requests[0]
+    recent_api.stop()
+    from analytics_assets.builders.jobs import JOB_NAME
+
+    failed = build_defs().resolve_job_def(JOB_NAME).execute_in_process(
+        instance=instance, partition_key=request.partition_key, raise_on_error=False,
+        tags={**request.tags, "dagster/run_key": request.run_key})
+    assert not failed.success
+    [said] = failed_launches(instance, second)
+    assert failed.run_id in said and f"{DAYS[2]}..{DAYS[2]}" in said and "not launched again before tomorrow" in said
