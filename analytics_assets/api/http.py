@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -51,6 +52,15 @@ _DIGITS_AS_ONES = bytes.maketrans(b"0123456789", b"1" * 10)
 _LONG_NUMBER = b"1" * 19
 
 
+# A value nested deeper than this is cut off (`_pruned`) before the body is decoded: orjson stops at
+# 1,024 levels and Python's decoder at its recursion limit, and either would fail without naming
+# the record. What is left of the value is still deeper than any column holds (records.MAX_NESTING),
+# so the record's check fails naming its field and id.
+DECODED_DEPTH = 320
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_OPENING = frozenset(b"[{")
+
+
 def decode(content: bytes) -> Any:
     """A JSON body, by orjson (about three times faster than requests' `json()`) where it reads the
     body exactly as Python's decoder does; raises ValueError when neither can read it."""
@@ -58,8 +68,39 @@ def decode(content: bytes) -> Any:
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:
-            pass  # orjson refuses what Python's decoder takes (a lone surrogate escape, NaN...)
-    return json.loads(content)
+            pass  # orjson refuses what Python's decoder takes (a lone surrogate escape, NaN, 1,024 levels)
+    try:
+        return json.loads(content)
+    except RecursionError:
+        return decode(_pruned(content))
+
+
+def _pruned(content: bytes) -> bytes:
+    """The body with every value that opens below DECODED_DEPTH levels replaced by `[]`; read token
+    by token (strings skipped whole), so only a body too deep to decode pays for it."""
+    kept, depth, cut_from, start = [], 0, 0, None
+    for token in _JSON_TOKEN.finditer(content):
+        first = token.group()[0]
+        if first == 0x22:  # a string: brackets inside it are text
+            continue
+        if first in _OPENING:
+            depth += 1
+            if depth == DECODED_DEPTH + 1:
+                start = token.start()
+        else:
+            if depth == DECODED_DEPTH + 1 and start is not None:
+                kept += [content[cut_from:start], b"[]"]
+                cut_from, start = token.end(), None
+            depth -= 1
+    if start is not None:  # never closed: what is left is not JSON, and says so when decoded
+        return content[cut_from:start] + b"["
+    return b"".join(kept) + content[cut_from:]
+
+
+def values_in(content: bytes) -> int:
+    """How many values a JSON body holds at most, counted on its bytes: every value but the first
+    follows a `,` or opens a container's first (commas in strings count too: an upper bound)."""
+    return content.count(b",") + content.count(b"[") + content.count(b"{") + 1
 
 
 class JsonResponse(Response):
@@ -118,9 +159,10 @@ class Transport(HTTPAdapter):
     setting = "ANALYTICS_API_BASE_URL"
 
     def __init__(self, settings: Settings, stats: SyncStats, home: Origin, auth: Optional[ClientCredentials] = None,
-                 throttle: Optional[Throttle] = None, **kwargs: Any) -> None:
+                 throttle: Optional[Throttle] = None, max_bytes: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        self.max_bytes = min(max_bytes or settings.max_response_bytes, settings.max_response_bytes)
         self.stats = stats
         self.home = home
         self.auth = auth
@@ -216,6 +258,7 @@ class Transport(HTTPAdapter):
         response: Optional[JsonResponse] = None
         try:
             response = self._fetch(request, **kwargs)
+            self._check_values(request, response)
             self._check_json(request, response)
             return response
         finally:
@@ -254,7 +297,7 @@ class Transport(HTTPAdapter):
     def _read(self, request: PreparedRequest, response: JsonResponse) -> bytes:
         """The body, read here (a connection cut mid-body fails this attempt) a piece at a time, so
         that its size cannot exceed the bound, however it is sent (decompressed, chunked)."""
-        limit = self.settings.max_response_bytes
+        limit = self.max_bytes
         chunks, size = [], 0
         try:
             while chunk := response.raw.read1(65536, decode_content=True):
@@ -272,6 +315,15 @@ class Transport(HTTPAdapter):
         except ReadTimeoutError as error:
             raise ReadTimeout(error) from None
         return b"".join(chunks)
+
+    def _check_values(self, request: PreparedRequest, response: JsonResponse) -> None:
+        """A body is decoded only if it holds at most ANALYTICS_MAX_PAGE_VALUES values: what a decoded
+        body costs follows from them, not from its bytes (`[{},{},...]` makes a 64 MiB body 1.5 GB)."""
+        values, bound = values_in(response.body or b""), self.settings.max_page_values
+        if values > bound:
+            raise ResponseRefused(where(request), f"sent a body of more than {bound:,} values ({values:,} counted)",
+                                  "Ask for smaller pages (the paginator's `limit`), or raise "
+                                  "ANALYTICS_MAX_PAGE_VALUES if the API's pages are that large.")
 
     def _check_json(self, request: PreparedRequest, response: JsonResponse) -> None:
         """A successful answer is JSON (or empty: an empty page); anything else is not the API."""

@@ -52,6 +52,14 @@ HOSTILE = {
     # security review measured 3.7 GB, 14 GB, the whole machine and no end, in this order.
     "nested_1000_deep": ({"kind": "nested", "depth": 1000, "after": 0}, {},
                          ["'nested'", "nested more than 255 levels deep"]),
+    # Deeper than orjson (1,024 levels) and Python's decoder (its recursion limit) read: the body is
+    # cut where no column could hold it anyway, and fails as the 1,000-deep one does.
+    "nested_5000_deep": ({"kind": "deep_nesting", "depth": 5000, "after": 0}, {},
+                         ["'nested'", "nested more than 255 levels deep"]),
+    # 60 MiB of `{},`: under the byte cap, 20 million values that decode to gigabytes (unguarded: a
+    # 16 MiB page peaked at 2.1 GB); counted on the bytes and refused before decoding.
+    "empty_objects_60_mib": ({"kind": "empty_objects", "size": 60 * 2**20, "after": 1}, {},
+                             ["GET /v1/resource", "more than 500,000 values", "ANALYTICS_MAX_PAGE_VALUES"]),
     "5000_new_keys": ({"kind": "many_keys", "keys": 5000, "after": 1}, {}, ["ANALYTICS_MAX_NEW_COLUMNS=100"]),
     "endless_body": ({"kind": "endless_body", "after": 1}, {},
                      ["more than 67,108,864 bytes", "ANALYTICS_MAX_RESPONSE_BYTES"]),
