@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import astuple
@@ -102,18 +103,30 @@ def _report(result, keys: list[str], api: DemoApi) -> None:  # noqa: ANN001 - a 
                 print(f"  {key}: {rows.get(key, 0)} rows (the API holds {served})")
     for check in result.get_asset_check_evaluations():
         print(f"  check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
-    print("Browse it: `analytics-assets dev`, then open http://127.0.0.1:3000")
+    database = os.path.relpath(Settings.from_env(only=("duckdb_path",)).duckdb_path)
+    print(f"Look at the rows: {_this_command('python')} -c \"import duckdb; print(duckdb.connect('{database}', "
+          f"read_only=True).sql('SELECT * FROM analytics.resource_name LIMIT 5'))\"")
+    print(f"Browse it: {_this_command('analytics-assets')} dev, then open http://127.0.0.1:3000")
 
 
-def _anchor_relative_paths(base: Path) -> None:
-    """Keep the paths the environment gives (or defaults to) relative to `base`, the folder the
-    command was run from, once the Dagster processes run in another folder: the DuckDB file, the
-    API config file, and dlt's `.dlt/` folder of config and secrets (DLT_PROJECT_DIR)."""
-    settings = Settings.from_env(only=("duckdb_path", "api_config"))
-    os.environ[variable("duckdb_path")] = str((base / settings.duckdb_path).resolve())
+def _this_command(name: str) -> str:
+    """`name` as this shell can run it: from the folder this command was run from (`.venv/bin/...`,
+    as the README writes it), or bare when it was found on the PATH."""
+    folder = Path(sys.argv[0]).parent if Path(sys.argv[0]).name == "analytics-assets" else None
+    if folder is None or not (folder / name).exists() or shutil.which("analytics-assets") == sys.argv[0]:
+        return name
+    return os.path.relpath(folder / name)
+
+
+def _anchor_relative_paths() -> None:
+    """Keep the paths the environment gives (or defaults to) relative to the folder the command was
+    run from, once the Dagster processes run in another folder: the DuckDB file, the API config
+    file, and dlt's `.dlt/` folder of config and secrets (DLT_PROJECT_DIR)."""
+    settings = Settings.from_env(only=("duckdb_path", "api_config"))  # absolute, from this folder
+    os.environ[variable("duckdb_path")] = str(settings.duckdb_path)
     if settings.api_config is not None:
-        os.environ[variable("api_config")] = str((base / settings.api_config).resolve())
-    os.environ.setdefault("DLT_PROJECT_DIR", str(base.resolve()))
+        os.environ[variable("api_config")] = str(settings.api_config)
+    os.environ.setdefault("DLT_PROJECT_DIR", os.getcwd())
 
 
 def dev(port: int, use_environment: bool = False) -> int:
@@ -126,10 +139,13 @@ def dev(port: int, use_environment: bool = False) -> int:
     no `.env`. The workspace file is named (`-w`) rather than found from the folder, which is also
     why dg does not change into the project root.
     """
-    base = Path.cwd()
     _demo_environment(use_environment)
     home = _dagster_home()
-    _anchor_relative_paths(base)
+    if _port_taken(port):
+        print(f"Port {port} on 127.0.0.1 is taken (another `dg dev`, or another program): stop it, or choose "
+              f"another port with `--port`, e.g. `analytics-assets dev --port {port + 1}`.", file=sys.stderr)
+        return 2
+    _anchor_relative_paths()
     with DemoApi(DemoApiConfig(records=DEMO_RECORDS, days=DEMO_DAYS)) as api:
         _point_at(api)
         print(f"Demo API on {api.base_url}; starting `dg dev` on http://127.0.0.1:{port}", flush=True)
@@ -141,6 +157,18 @@ def dev(port: int, use_environment: bool = False) -> int:
             return 0
 
 
+def _port_taken(port: int) -> bool:
+    """Whether the UI's port is in use: dg would say so only after starting, and keep running
+    without a UI (its daemon launching runs)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket's TIME_WAIT is no user
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="analytics-assets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -148,7 +176,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     run_demo.add_argument("--days", type=int, default=3, help="how many recent daily partitions (default 3)")
     run_demo.add_argument("--records", type=int, default=DEMO_RECORDS)
     run_dev = commands.add_parser("dev", help="the Dagster UI on the bundled demo API")
-    run_dev.add_argument("--port", type=int, default=3000)
+    run_dev.add_argument("--port", type=int, default=3000, help="the UI's port on 127.0.0.1 (default 3000)")
     for command in (run_demo, run_dev):
         command.add_argument("--use-environment", action="store_true",
                              help="keep the environment's warehouse and DAGSTER_HOME instead of data/demo.duckdb "

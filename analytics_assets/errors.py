@@ -164,6 +164,10 @@ class WarehouseFileError(AnalyticsSyncError):
         )
 
 
+class WarehouseBusy(WarehouseFileError):
+    """The file is in use past the wait: what is wrong is the timing, not the file."""
+
+
 class WarehouseUnreachable(AnalyticsSyncError):
     def __init__(self, destination: str, where: str, detail: str) -> None:
         variable = f"DESTINATION__{destination.upper()}__CREDENTIALS"

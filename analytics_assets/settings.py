@@ -70,8 +70,9 @@ class Settings(BaseModel):
         "duckdb", description="where the tables live: `duckdb`, `postgres`, `motherduck`, `snowflake` or "
         "`bigquery` (read when the definitions load: it names the tables' kind and picks the writer pool)")
     duckdb_path: Path = Field(
-        Path("data/warehouse.duckdb"), description="the DuckDB file (not `analytics.duckdb`: DuckDB names "
-        "the catalog after the file stem, and a catalog named like the schema makes `analytics.<table>` ambiguous)")
+        Path("data/warehouse.duckdb"), validate_default=True, description="the DuckDB file, relative to the "
+        "working folder of the process that reads it (not `analytics.duckdb`: DuckDB names the catalog after the "
+        "file stem, and a catalog named like the schema makes `analytics.<table>` ambiguous)")
     warehouse_lock_wait: float = Field(
         600.0, gt=0, le=86_400, allow_inf_nan=False, description="seconds a run waits for a DuckDB file another "
         "run or process is using before it fails (every connection to the file takes it in turn)")
@@ -114,6 +115,14 @@ class Settings(BaseModel):
         "are honoured anyway)")
     schema_drift: SchemaDrift = launch_field(
         SchemaDrift.evolve, description="`evolve`: undeclared fields become columns and are reported; `freeze`: they fail the run")
+
+    @field_validator("duckdb_path", "api_config")
+    @classmethod
+    def _absolute(cls, value: Optional[Path]) -> Optional[Path]:
+        """Absolute from the moment it is read: dlt resolves a relative DuckDB path against the folder
+        a pipeline was first created in (its state's `initial_cwd`), which a later process, run from
+        elsewhere, does not share."""
+        return Path(os.path.abspath(value.expanduser())) if value is not None else None
 
     @field_validator("allowed_token_hosts", mode="before")
     @classmethod

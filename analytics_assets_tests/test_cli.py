@@ -35,8 +35,16 @@ UI_QUERY = json.dumps({"query": "{ instance { info } workspaceOrError { ... on W
                                 "name locationOrLoadError { __typename } } } } }"}).encode()
 
 
+def command_env(home: Path) -> dict[str, str]:
+    """A newcomer's environment: PATH and HOME (and the checkout a test run imports, if any)."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
 def test_demo_command_runs_end_to_end(tmp_path):
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    env = command_env(tmp_path)
     completed = subprocess.run(
         [str(BIN / "analytics-assets"), "demo", "--days", "2", "--records", "1400"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
@@ -53,6 +61,13 @@ def test_demo_command_runs_end_to_end(tmp_path):
     assert (tmp_path / "data" / "dagster_home").stat().st_mode & 0o777 == 0o700
     with DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
         assert len(instance.get_runs()) == 1, "the run is kept for the UI"
+    # The closing hints run as printed, from where the demo ran.
+    look = re.search(r"^Look at the rows: (.+)$", output, re.M).group(1)
+    shown = subprocess.run(look, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "resource_name" not in shown.stderr, shown.stderr
+    assert re.search(r"│\s*id\s*│", shown.stdout) and shown.stdout.count("\n") >= 5, shown.stdout
+    browse = re.search(r"^Browse it: (\S+) dev, then open", output, re.M).group(1)
+    assert (tmp_path / browse).exists() or shutil.which(browse, path=env["PATH"]), browse
 
 
 def test_the_demo_never_writes_where_the_environment_points(tmp_path):
@@ -215,12 +230,28 @@ def test_dev_keeps_relative_paths_relative_to_where_it_was_run(tmp_path, monkeyp
     monkeypatch.delenv("ANALYTICS_DUCKDB_PATH", raising=False)
     monkeypatch.setenv("ANALYTICS_API_CONFIG", "conf/api.yaml")
     monkeypatch.delenv("DLT_PROJECT_DIR", raising=False)
-    _anchor_relative_paths(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    _anchor_relative_paths()
     assert os.environ["ANALYTICS_DUCKDB_PATH"] == str(tmp_path.resolve() / "data" / "warehouse.duckdb")
     assert os.environ["ANALYTICS_API_CONFIG"] == str(tmp_path.resolve() / "conf" / "api.yaml")
     assert os.environ["DLT_PROJECT_DIR"] == str(tmp_path.resolve())
     monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", "/elsewhere/warehouse.duckdb")
     monkeypatch.setenv("DLT_PROJECT_DIR", "/elsewhere")
-    _anchor_relative_paths(tmp_path)
+    _anchor_relative_paths()
     assert os.environ["ANALYTICS_DUCKDB_PATH"] == "/elsewhere/warehouse.duckdb"
     assert os.environ["DLT_PROJECT_DIR"] == "/elsewhere"
+
+
+def test_dev_on_a_taken_port_fails_at_once_naming_the_port_and_the_option(tmp_path):
+    """Dagster's webserver would print that it serves, then `address already in use`, and go on
+    without a UI while its daemon launches runs."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        completed = subprocess.run([str(BIN / "analytics-assets"), "dev", "--port", str(port)], cwd=tmp_path,
+                                   env=command_env(tmp_path),
+                                   capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert f"Port {port} on 127.0.0.1 is taken" in completed.stderr and "--port" in completed.stderr
+    assert "Demo API on" not in completed.stdout, "nothing is started"

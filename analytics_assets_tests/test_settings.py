@@ -66,3 +66,12 @@ def test_a_url_refused_for_another_reason_never_shows_its_credentials(url):
     with pytest.raises(SettingsError) as refused:
         check_url(url, "ANALYTICS_API_BASE_URL")
     assert "hunter2" not in str(refused.value) and "ANALYTICS_API_BASE_URL" in str(refused.value)
+
+
+def test_file_paths_are_absolute_from_the_folder_they_are_read_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ANALYTICS_DUCKDB_PATH", raising=False)
+    monkeypatch.setenv("ANALYTICS_API_CONFIG", "conf/api.yaml")
+    settings = Settings.from_env(only=("duckdb_path", "api_config"))
+    assert settings.duckdb_path == tmp_path / "data" / "warehouse.duckdb"
+    assert settings.api_config == tmp_path / "conf" / "api.yaml"

@@ -19,7 +19,7 @@ cannot show a late change that keeps every day's count; the schedule's next sync
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from dagster import (
     AssetObservation,
@@ -45,7 +45,7 @@ from ..api.client import ApiClient
 from ..api.stats import SyncStats
 from ..api.names import CURSOR_AT, table
 from ..api.totals import countable, day_totals, total_path
-from ..errors import WarehouseFileError
+from ..errors import WarehouseBusy, WarehouseFileError
 from .assets import endpoint_key
 from .resources import AnalyticsApiResource, WarehouseResource
 
@@ -93,9 +93,11 @@ def build_reconcile_sensor(instance: ApiInstance, partitions_def: TimeWindowPart
                        SyncStats(warning=context.log.warning)) as client:
             totals = {resource.name: day_totals(client, resource, days) for resource in definition.config.selected}
         try:
-            rows = table_rows(warehouse, instance, days)
-        except WarehouseFileError as error:
+            rows = table_rows(warehouse, instance, days, context.log.info)
+        except WarehouseBusy as error:
             return SensorResult(skip_reason=f"The warehouse is busy ({error}); the next tick compares.")
+        except WarehouseFileError as error:
+            return SensorResult(skip_reason=f"The warehouse cannot be opened ({error}); the next tick compares.")
         result = compare(instance, days, totals, rows, today=datetime.now(timezone.utc).date().isoformat())
         for failed in failed_launches(context.instance, result):
             context.log.warning(failed)
@@ -104,9 +106,16 @@ def build_reconcile_sensor(instance: ApiInstance, partitions_def: TimeWindowPart
     return reconcile
 
 
-def table_rows(warehouse: WarehouseResource, instance: ApiInstance, days: Sequence[str]) -> dict[str, dict]:
-    """Each table's rows per day of `days`; none for a table not created yet."""
+def table_rows(warehouse: WarehouseResource, instance: ApiInstance, days: Sequence[str],
+               say: Callable[[str], None]) -> dict[str, dict]:
+    """Each table's rows per day of `days`; none for a table not created yet, nor for any table when
+    the DuckDB file is missing (said through `say`: a sensor never creates it)."""
     definition = instance.definition
+    target = warehouse.target()
+    if target.destination.single_writer and not target.duckdb_path.exists():
+        say(f"The DuckDB file {target.duckdb_path} is missing: no run has loaded it yet (or ANALYTICS_DUCKDB_PATH "
+            "names another file than the runs write); every table counts as empty.")
+        return {resource.name: {} for resource in definition.config.selected}
     window = Window.of_days(days[0], days[-1])
     with warehouse.sql(instance.reconcile_sensor, wait=SENSOR_LOCK_WAIT, instance=instance) as sql:
         return {

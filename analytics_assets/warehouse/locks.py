@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from ..errors import WarehouseFileError
+from ..errors import WarehouseBusy
 
 _POLL_SECONDS = (0.05, 1.0)  # first and longest pause between two tries
 
@@ -46,7 +46,7 @@ def lock_path(database: Path) -> Path:
 @contextmanager
 def exclusive(database: Path, wait: float, say: Callable[[str], None]) -> Iterator[None]:
     """Hold the DuckDB file `database` for this thread; wait up to `wait` seconds for another process
-    (or thread) to let go, telling `say` once when the wait starts. WarehouseFileError if it does not."""
+    (or thread) to let go, telling `say` once when the wait starts. WarehouseBusy if it does not."""
     path = lock_path(database.resolve())
     with _HELD_LOCK:
         held = _HELD.setdefault(str(path), _Held())
@@ -93,6 +93,6 @@ def _take(path: Path, deadline: float, database: Path, wait: float, say: Callabl
             pause = min(pause * 2, _POLL_SECONDS[1])
 
 
-def _busy(database: Path, wait: float) -> WarehouseFileError:
-    return WarehouseFileError(f"DuckDB file {database}", f"another run or process held it for more than {wait:g} s "
+def _busy(database: Path, wait: float) -> WarehouseBusy:
+    return WarehouseBusy(f"DuckDB file {database}", f"another run or process held it for more than {wait:g} s "
                               "(ANALYTICS_WAREHOUSE_LOCK_WAIT)")

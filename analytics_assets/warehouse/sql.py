@@ -24,7 +24,7 @@ from dlt.destinations.sql_client import SqlClientBase
 from sqlglot import exp
 
 from ..api.names import SOURCE_NAME
-from ..errors import WarehouseFileError, WarehouseUnreachable, diagnosed
+from ..errors import WarehouseBusy, WarehouseFileError, WarehouseUnreachable, diagnosed
 from ..settings import Settings
 from ..window import Window
 from .destinations import owner_only, private_files
@@ -163,7 +163,8 @@ def connect(pipeline: dlt.Pipeline, wait: float = DEFAULT_LOCK_WAIT,
                 break
             except Exception as error:
                 driver = _driver_error(error)
-                if database and "Could not set lock" in str(driver) and time.monotonic() < deadline:
+                held = database and "Could not set lock" in str(driver)
+                if held and time.monotonic() < deadline:
                     if not told:
                         say(f"Waiting for the DuckDB file {database}: another program holds it open "
                             f"(up to ANALYTICS_WAREHOUSE_LOCK_WAIT={wait:g} s).")
@@ -171,7 +172,7 @@ def connect(pipeline: dlt.Pipeline, wait: float = DEFAULT_LOCK_WAIT,
                     time.sleep(0.25)
                     continue
                 if database:
-                    raise WarehouseFileError(location(pipeline), str(driver)) from None
+                    raise (WarehouseBusy if held else WarehouseFileError)(location(pipeline), str(driver)) from None
                 raise WarehouseUnreachable(pipeline.destination.destination_name, location(pipeline),
                                            str(driver)) from None
         if database:

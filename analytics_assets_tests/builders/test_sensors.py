@@ -146,3 +146,49 @@ def test_a_stretch_is_launched_at_most_once_a_day_and_a_failed_launch_is_reporte
     assert not failed.success
     [said] = failed_launches(instance, second)
     assert failed.run_id in said and f"{DAYS[2]}..{DAYS[2]}" in said and "not launched again before tomorrow" in said
+
+
+def test_a_missing_warehouse_file_counts_as_empty_tables_and_is_not_created(recent_api, tmp_path):
+    """Nothing loaded yet: every recent day is behind, the file is said missing, and the sensor does
+    not create it (the run it launches does)."""
+    database = tmp_path / "warehouse.duckdb"
+    result = evaluate(DagsterInstance.ephemeral())
+    assert requested(result) == [(DAYS[0], DAYS[-1])]
+    assert not database.exists()
+
+
+def test_a_warehouse_held_past_the_wait_is_busy_and_a_broken_file_is_not(recent_api, tmp_path, monkeypatch):
+    """Busy names a lock held by someone else, and only that: a file DuckDB cannot read is said to be
+    one that cannot be opened."""
+    import threading
+
+    import analytics_assets.builders.sensors as sensors
+    from analytics_assets.warehouse.locks import exclusive
+    from analytics_assets_tests.conftest import run_job
+
+    instance = DagsterInstance.ephemeral()
+    assert run_job(first=DAYS[0], last=DAYS[-1], instance=instance).success
+    database = tmp_path / "warehouse.duckdb"
+    monkeypatch.setattr(sensors, "SENSOR_LOCK_WAIT", 0.5)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with exclusive(database, 5, print):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        busy = evaluate(instance)
+    finally:
+        release.set()
+        holder.join()
+    assert busy.skip_reason.skip_message.startswith("The warehouse is busy") and str(database) in busy.skip_reason.skip_message
+    assert not busy.run_requests
+
+    database.unlink()
+    database.write_bytes(b"not a DuckDB file" * 100)
+    broken = evaluate(instance)
+    assert broken.skip_reason.skip_message.startswith("The warehouse cannot be opened") and "busy" not in broken.skip_reason.skip_message
