@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import astuple
+from datetime import timedelta
 from pathlib import Path
 from typing import Optional
 
@@ -64,6 +65,9 @@ def _dagster_home() -> Path:
 
 
 def _point_at(api: DemoApi) -> None:
+    """The built-in API's variables, pointing at the demo API; its partitions start on the demo's
+    first day, so that no partition shows missing for days the API never held."""
+    os.environ[variable("partitions_start")] = (api.config.end_date - timedelta(days=api.config.days)).isoformat()
     os.environ[variable("api_base_url")] = api.base_url
     os.environ[variable("client_id")] = api.config.client_id
     os.environ[variable("client_secret")] = api.config.client_secret

@@ -255,3 +255,20 @@ def test_dev_on_a_taken_port_fails_at_once_naming_the_port_and_the_option(tmp_pa
     assert completed.returncode == 2, completed.stdout + completed.stderr
     assert f"Port {port} on 127.0.0.1 is taken" in completed.stderr and "--port" in completed.stderr
     assert "Demo API on" not in completed.stdout, "nothing is started"
+
+
+def test_the_demo_partitions_start_on_the_demo_apis_first_day(monkeypatch):
+    """No partition of the demo (or of `dev`) is missing for a day the demo API never held."""
+    from analytics_assets.builders.jobs import JOB_NAME
+    from analytics_assets.cli import _point_at
+    from analytics_assets.definitions import build_defs
+    from analytics_assets.demo_api import DemoApi, DemoApiConfig
+    from analytics_assets.settings import variable
+
+    for name in ("partitions_start", "api_base_url", "client_id", "client_secret"):
+        monkeypatch.setenv(variable(name), "")  # restored after the test: _point_at writes os.environ
+    with DemoApi(DemoApiConfig(records=70, days=7)) as api:
+        _point_at(api)
+        keys = build_defs().resolve_job_def(JOB_NAME).partitions_def.get_partition_keys()
+        held = sorted({record["updated_at"][:10] for record in api.all_records()})
+    assert keys == held, "one partition per day the API holds, each ended"
