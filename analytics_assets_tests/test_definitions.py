@@ -112,6 +112,20 @@ def test_tables_are_daily_partitioned_and_backfill_as_one_run():
     assert graph.get(ENDPOINT).partitions_def == assets_def.partitions_def, "observed day by day"
 
 
+def test_a_deployment_can_split_backfills_into_runs_of_k_days(monkeypatch):
+    """ANALYTICS_BACKFILL_DAYS_PER_RUN makes Dagster's backfill daemon split a range into runs of
+    that many days; out of bounds, loading the definitions fails naming it."""
+    from dagster import BackfillPolicy
+
+    from analytics_assets.errors import SettingsError
+
+    monkeypatch.setenv("ANALYTICS_BACKFILL_DAYS_PER_RUN", "30")
+    assert build_defs().get_assets_def(TABLE).backfill_policy == BackfillPolicy.multi_run(30)
+    monkeypatch.setenv("ANALYTICS_BACKFILL_DAYS_PER_RUN", "0")
+    with pytest.raises(SettingsError, match="ANALYTICS_BACKFILL_DAYS_PER_RUN"):
+        build_defs()
+
+
 def test_summary_is_rebuilt_whole_when_the_table_changes():
     """Not partitioned (each build covers every day), with an eager condition that a table with
     days never synced does not hold back."""

@@ -176,7 +176,9 @@ def endpoint_specs(instance: ApiInstance, partitions_def: PartitionsDefinition) 
 
 
 def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefinition,
-                       destination: Destination) -> AssetsDefinition:
+                       destination: Destination, days_per_run: Optional[int] = None) -> AssetsDefinition:
+    """`days_per_run`: how Dagster's backfill daemon splits a range (ANALYTICS_BACKFILL_DAYS_PER_RUN);
+    none, one run for the whole range, which a latency-bound API prefers (one source, one load)."""
     definition = instance.definition
     translator = AnalyticsDltTranslator(instance, destination)
 
@@ -184,7 +186,7 @@ def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefiniti
         name=instance.tables_op,
         specs=[translator.spec(resource) for resource in definition.config.selected],
         partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.single_run(),
+        backfill_policy=BackfillPolicy.multi_run(days_per_run) if days_per_run else BackfillPolicy.single_run(),
         pool=destination.pool,
         can_subset=True,
         required_resource_keys={"dlt", "warehouse", instance.resource_key},
