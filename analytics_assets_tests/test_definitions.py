@@ -89,7 +89,8 @@ def test_kinds_and_storage_name_the_configured_destination(destination, monkeypa
         assert destination in spec.kinds and "duckdb" not in spec.kinds
         assert spec.metadata["dagster/storage_kind"] == destination
         assert {"postgres": "PostgreSQL", "snowflake": "Snowflake"}[destination] in spec.description
-    assert chosen.get_assets_def(TABLE).op.pool == "warehouse_writer"
+    assert chosen.get_assets_def(TABLE).op.pool is None, "the sync fetches without the writer pool"
+    assert chosen.get_assets_def(SUMMARY).op.pool == "warehouse_writer"
 
 
 def test_unknown_destination_is_refused_naming_the_variable(monkeypatch):
