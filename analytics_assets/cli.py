@@ -60,7 +60,8 @@ def _dagster_home() -> Path:
     settings = Settings.from_env()
     destination = DESTINATIONS[settings.destination]
     with DagsterInstance.get() as instance:
-        create_pool(instance, destination.pool, settings.writer_pool_limit or (1 if destination.single_writer else None))
+        create_pool(instance, destination.pool, settings.writer_pool_limit,
+                    first_limit=1 if destination.single_writer else None)
     return home
 
 

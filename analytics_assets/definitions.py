@@ -30,7 +30,7 @@ from .builders.assets import AnalyticsDltResource
 from .builders.resources import WarehouseResource
 from .settings import Settings
 
-LOCATION_SETTINGS = ("destination", "partitions_start")  # read when the code location loads, besides each API's file
+LOCATION_SETTINGS = ("destination", "partitions_start", "backfill_days_per_run")  # read when the code location loads, besides each API's file
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # holds pyproject.toml ([tool.dg.project] defs_module)
 
 

@@ -80,6 +80,9 @@ class Settings(BaseModel):
         None, gt=0, description="steps writing the warehouse at once, set on the pool when it is first "
         "created (default: the instance's pool limit); DuckDB needs 1")
     partitions_start: date = Field(date(2026, 11, 1), description="first daily partition")
+    backfill_days_per_run: Optional[int] = Field(
+        None, gt=0, le=3660, description="days per run when Dagster's backfill daemon splits a range (read when "
+        "the definitions load); default: the whole range in one run (see Backfilling a year)")
     reconcile_days: int = Field(7, ge=1, le=366, description="days back (the most recent daily partitions) the "
                                 "`analytics_reconcile` sensor compares with the API's totals")
     max_response_bytes: int = Field(64 * 2**20, gt=0, le=2**30, description="the largest response body read "

@@ -89,7 +89,7 @@ def test_the_demo_never_writes_where_the_environment_points(tmp_path):
     assert (tmp_path / "data" / "demo.duckdb").exists()
 
 
-def test_two_cli_materializations_at_once_queue_on_the_writer_pool(dagster_api, tmp_path):
+def test_two_cli_materializations_at_once_both_land_loading_in_turn(dagster_api, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")

@@ -89,7 +89,8 @@ def test_kinds_and_storage_name_the_configured_destination(destination, monkeypa
         assert destination in spec.kinds and "duckdb" not in spec.kinds
         assert spec.metadata["dagster/storage_kind"] == destination
         assert {"postgres": "PostgreSQL", "snowflake": "Snowflake"}[destination] in spec.description
-    assert chosen.get_assets_def(TABLE).op.pool == "warehouse_writer"
+    assert chosen.get_assets_def(TABLE).op.pool is None, "the sync fetches without the writer pool"
+    assert chosen.get_assets_def(SUMMARY).op.pool == "warehouse_writer"
 
 
 def test_unknown_destination_is_refused_naming_the_variable(monkeypatch):
@@ -110,6 +111,20 @@ def test_tables_are_daily_partitioned_and_backfill_as_one_run():
     assert assets_def.backfill_policy == BackfillPolicy.single_run()
     graph = defs.get_repository_def().asset_graph
     assert graph.get(ENDPOINT).partitions_def == assets_def.partitions_def, "observed day by day"
+
+
+def test_a_deployment_can_split_backfills_into_runs_of_k_days(monkeypatch):
+    """ANALYTICS_BACKFILL_DAYS_PER_RUN makes Dagster's backfill daemon split a range into runs of
+    that many days; out of bounds, loading the definitions fails naming it."""
+    from dagster import BackfillPolicy
+
+    from analytics_assets.errors import SettingsError
+
+    monkeypatch.setenv("ANALYTICS_BACKFILL_DAYS_PER_RUN", "30")
+    assert build_defs().get_assets_def(TABLE).backfill_policy == BackfillPolicy.multi_run(30)
+    monkeypatch.setenv("ANALYTICS_BACKFILL_DAYS_PER_RUN", "0")
+    with pytest.raises(SettingsError, match="ANALYTICS_BACKFILL_DAYS_PER_RUN"):
+        build_defs()
 
 
 def test_summary_is_rebuilt_whole_when_the_table_changes():

@@ -127,6 +127,7 @@ class ApiInstance:
 
     def load_settings(self, env: Optional[Mapping[str, str]] = None) -> Settings:
         """What loading the code location reads for this API: the first partition (and the
-        destination, the deployment's)."""
-        return Settings.from_env(os.environ if env is None else env, only=("destination", "partitions_start"),
+        destination and the backfill policy, the deployment's)."""
+        return Settings.from_env(os.environ if env is None else env,
+                                 only=("destination", "partitions_start", "backfill_days_per_run"),
                                  **{name: value for name, value in self.values.items() if name == "partitions_start"})

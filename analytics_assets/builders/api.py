@@ -44,7 +44,7 @@ def build_api_defs(instance: ApiInstance, automation: Automation = Automation())
     return Definitions(
         assets=with_source_code_references([
             *endpoint_specs(instance, partitions_def),
-            build_table_assets(instance, partitions_def, destination),
+            build_table_assets(instance, partitions_def, destination, settings.backfill_days_per_run),
             *summary[:1],
         ]),
         asset_checks=[*(check for resource in instance.definition.config.selected

@@ -25,6 +25,7 @@ from dagster import (
     multi_asset,
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator
+from dlt.extract import DltSource
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from ..api.client import ApiClient
@@ -36,8 +37,8 @@ from ..api.stats import SyncStats
 from ..api.totals import day_totals
 from ..errors import root_cause
 from ..settings import Settings
-from ..warehouse.pipeline import file_format, loading
-from ..warehouse.destinations import Destination
+from ..warehouse.pipeline import fetch, loading
+from ..warehouse.destinations import Destination, private_files
 from ..warehouse.sql import WarehouseSql, ident, literal, location, open_sql
 from ..window import Window
 from .resources import AnalyticsApiResource, WarehouseResource
@@ -144,6 +145,16 @@ class AnalyticsDltTranslator(DagsterDltTranslator):
 class AnalyticsDltResource(DagsterDltResource):
     """dagster-dlt's resource, reporting the real table name and surviving a load of zero rows."""
 
+    def results(self, context: AssetExecutionContext, source: DltSource, pipeline: Any,
+                translator: DagsterDltTranslator, load_info: Any) -> list[MaterializeResult]:
+        """What `run` yields after its own `pipeline.run`, for a load done in two halves (fetched
+        without the warehouse's writer, then loaded with it: `warehouse/pipeline.py`), which `run`
+        cannot do."""
+        return [MaterializeResult(
+            asset_key=translator.get_asset_spec(DltResourceTranslatorData(resource=resource, pipeline=pipeline)).key,
+            metadata=self.extract_resource_metadata(context, resource, load_info, pipeline))
+            for resource in source.selected_resources.values()]
+
     def extract_resource_metadata(self, context, resource, load_info, dlt_pipeline) -> Mapping[str, Any]:  # noqa: ANN001
         if dlt_pipeline.last_trace.last_normalize_info is None:
             metadata: dict[str, Any] = {"dataset_name": dlt_pipeline.dataset_name}
@@ -176,7 +187,9 @@ def endpoint_specs(instance: ApiInstance, partitions_def: PartitionsDefinition) 
 
 
 def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefinition,
-                       destination: Destination) -> AssetsDefinition:
+                       destination: Destination, days_per_run: Optional[int] = None) -> AssetsDefinition:
+    """`days_per_run`: how Dagster's backfill daemon splits a range (ANALYTICS_BACKFILL_DAYS_PER_RUN);
+    none, one run for the whole range, which a latency-bound API prefers (one source, one load)."""
     definition = instance.definition
     translator = AnalyticsDltTranslator(instance, destination)
 
@@ -184,8 +197,9 @@ def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefiniti
         name=instance.tables_op,
         specs=[translator.spec(resource) for resource in definition.config.selected],
         partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=destination.pool,
+        backfill_policy=BackfillPolicy.multi_run(days_per_run) if days_per_run else BackfillPolicy.single_run(),
+        # No writer pool: the step fetches most of its time, and its load takes the warehouse's writer
+        # itself (`loading`: a DuckDB file's lock; on a shared warehouse, the load alone).
         can_subset=True,
         required_resource_keys={"dlt", "warehouse", instance.resource_key},
     )
@@ -200,13 +214,18 @@ def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefiniti
         stats = SyncStats(progress=context.log.info)
         try:
             pipeline = warehouse.pipeline(context.run.run_id, instance)
-            with ApiClient(definition, settings, stats) as client:
+            with ApiClient(definition, settings, stats) as client, private_files():
                 wait = warehouse.settings().warehouse_lock_wait
-                with loading(pipeline, [key.path[-1] for key in context.selected_asset_keys], wait, context.log.info):
-                    context.log.info(f"Syncing records of {window} from {client.base_url} into {location(pipeline)}")
-                    loaded = list(dlt.run(context=context, dlt_source=build_source(client, window),
-                                          dlt_pipeline=pipeline, dagster_dlt_translator=translator,
-                                          loader_file_format=file_format(pipeline)))
+                selected = [key.path[-1] for key in context.selected_asset_keys]
+                source = build_source(client, window).with_resources(*selected)
+                context.log.info(f"Syncing records of {window} from {client.base_url} into {location(pipeline)}")
+                fetch(pipeline, source, wait, context.log.info)  # without the writer: other runs load meanwhile
+                refetch = lambda: fetch(pipeline, build_source(client, window).with_resources(*selected),  # noqa: E731
+                                        wait, context.log.info)
+                with loading(pipeline, selected, wait, context.log.info, refetch):
+                    load_info = pipeline.load()
+                    load_info.raise_on_failed_jobs()
+                    loaded = dlt.results(context, source, pipeline, translator, load_info)
                     # Read before another run's load can change what this one wrote.
                     with open_sql(pipeline, wait, context.log.info) as sql:
                         results = [with_table_figures(context, sql, pipeline, result,

@@ -69,8 +69,11 @@ class WarehouseResource(ConfigurableResource):
         self._prune_working_folders(context)
         settings = self.settings()
         destination = DESTINATIONS[settings.destination]
-        limit = create_pool(context.instance, destination.pool, settings.writer_pool_limit or
-                            (1 if destination.single_writer else None))
+        limit, replaced = create_pool(context.instance, destination.pool, settings.writer_pool_limit,
+                                      first_limit=1 if destination.single_writer else None)
+        if replaced is not None:
+            context.log.info(f"The `{destination.pool}` pool allowed {replaced} steps at once; it now allows {limit}, "
+                             "as ANALYTICS_WRITER_POOL_LIMIT says (from the next steps that queue for it).")
         if destination.single_writer:  # one machine writes a DuckDB file, so a local pid check is sound
             if limit != 1:
                 context.log.warning(f"The `{destination.pool}` pool allows {limit} steps at once; a DuckDB file "

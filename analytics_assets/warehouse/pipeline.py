@@ -82,27 +82,69 @@ class _JsonHintNotice(logging.Filter):
         return "when merging arrow schema with dlt schema" not in record.getMessage()
 
 
+def fetch(pipeline: dlt.Pipeline, source: DltSource, wait: float = DEFAULT_LOCK_WAIT,
+          say: Callable[[str], None] = logger.info) -> None:
+    """The first half of dlt's `run`, without the warehouse's writer: the state and schemas dlt keeps
+    in the warehouse are read (a DuckDB file held only for that read), then the source is extracted
+    and normalized into this run's working folder while other runs load. Packages left by an
+    earlier failed run are dropped first: their data is refetched, and loading them could
+    resurrect a half-finished attempt. `loading` and dlt's `load` are the second half."""
+    pipeline.abort_packages()
+    with connect(pipeline, wait, say):  # dlt's own connection shares it
+        pipeline.sync_destination()
+    with _quiet_json_hints():
+        pipeline.extract(source, loader_file_format=file_format(pipeline))
+        pipeline.normalize()
+
+
 @contextmanager
 def loading(pipeline: dlt.Pipeline, resources: Iterable[str], wait: float = DEFAULT_LOCK_WAIT,
-            say: Callable[[str], None] = logger.info) -> Iterator[None]:
+            say: Callable[[str], None] = logger.info, refetch: Optional[Callable[[], None]] = None) -> Iterator[None]:
     """What a load needs around it, when other runs may write the same warehouse at once: a DuckDB
     file held by this run alone (`sql.connect`), a table dropped by hand created again, a run
-    that creates tables doing so alone, and a run's own staging dataset dropped afterwards, whether
-    its load succeeded or not. Figures read inside it (`sql.open_sql`) see the table before another
-    run's load can change what this one wrote."""
+    that creates tables doing so alone (the creation only: the fetch is done by then), and a run's
+    own staging dataset dropped afterwards, whether its load succeeded or not. Figures read inside
+    it (`sql.open_sql`) see the table before another run's load can change what this one wrote.
+
+    Loads commit in the order their fetches began: a run overtaken by one that fetched later (and
+    may hold a newer copy of a record both fetched) calls `refetch`, holding the writer, before it
+    loads, rather than merging its older copy over the newer one."""
     # The connection stays open for the whole load: a DuckDB file is then this process's alone, and
     # dlt's own connections share it.
     with connect(pipeline, wait, say) as client:
+        if refetch is not None and _overtaken(client, pipeline):
+            say("A run that began fetching after this one has loaded already: fetching again, holding the "
+                "warehouse, so that no older copy of a record replaces the newer one it loaded.")
+            refetch()
         missing = _missing_tables(client, pipeline, [table(name) for name in resources])
         creating = missing and pipeline.destination.destination_name == "postgres"
-        notice = _JsonHintNotice()
-        logging.getLogger("dlt").addFilter(notice)
         try:
-            with _creating_tables(pipeline) if creating else nullcontext():
+            with _creating_tables(pipeline) if creating else nullcontext(), _quiet_json_hints():
                 yield
         finally:
-            logging.getLogger("dlt").removeFilter(notice)
             _drop_staging(pipeline)
+
+
+@contextmanager
+def _quiet_json_hints() -> Iterator[None]:
+    notice = _JsonHintNotice()
+    logging.getLogger("dlt").addFilter(notice)
+    try:
+        yield
+    finally:
+        logging.getLogger("dlt").removeFilter(notice)
+
+
+def _overtaken(client: SqlClientBase, pipeline: dlt.Pipeline) -> bool:
+    """Whether a load committed with a later load id (dlt's ids are the moment a fetch began) than
+    this run's pending package."""
+    pending = pipeline.list_normalized_load_packages()
+    if not pending or not client.has_dataset() or not client.execute_sql(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = '_dlt_loads'",
+            pipeline.dataset_name):
+        return False
+    latest = client.execute_sql(f"SELECT max(load_id) FROM {client.make_qualified_table_name('_dlt_loads')}")[0][0]
+    return latest is not None and latest > min(pending)
 
 
 def _drop_staging(pipeline: dlt.Pipeline) -> None:
@@ -142,17 +184,22 @@ def _creating_tables(pipeline: dlt.Pipeline) -> Iterator[None]:
             client.execute_sql("SELECT pg_advisory_unlock(%s)", CREATING_TABLES_LOCK)
 
 
-def load(pipeline: dlt.Pipeline, source: DltSource, wait: float = DEFAULT_LOCK_WAIT) -> LoadInfo:
-    """Run a prepared source. Packages left by an earlier failed run are dropped first: their data
-    is refetched by this run, and loading them could resurrect a half-finished attempt."""
+def load(pipeline: dlt.Pipeline, source: DltSource, wait: float = DEFAULT_LOCK_WAIT,
+         again: Optional[Callable[[], DltSource]] = None) -> LoadInfo:
+    """Run a prepared source: fetched without the writer, then loaded with it; `again` makes the
+    same source anew, should a run that fetched later load first (`loading`)."""
     with diagnosed(), private_files():
-        pipeline.abort_packages()
-        with loading(pipeline, source.selected_resources.keys(), wait):
-            return pipeline.run(source, loader_file_format=file_format(pipeline))
+        fetch(pipeline, source, wait)
+        refetch = (lambda: fetch(pipeline, again(), wait)) if again else None
+        with loading(pipeline, source.selected_resources.keys(), wait, refetch=refetch):
+            info = pipeline.load()
+        info.raise_on_failed_jobs()
+        return info
 
 
 def sync(pipeline: dlt.Pipeline, definition: ApiDefinition, settings: Settings,
          window: Optional[Window] = None, stats: Optional[SyncStats] = None) -> LoadInfo:
     """One sync of `window` (every record when None) without Dagster."""
     with diagnosed(), ApiClient(definition, settings, stats or SyncStats()) as client:
-        return load(pipeline, build_source(client, window), settings.warehouse_lock_wait)
+        return load(pipeline, build_source(client, window), settings.warehouse_lock_wait,
+                    again=lambda: build_source(client, window))

@@ -1,9 +1,10 @@
 """The writer pool: steps that write the warehouse queue for its slots.
 
 On DuckDB it is `duckdb_writer`, which must have one slot: one step at a time touches the file. On a
-shared warehouse it is `warehouse_writer`. A pool's limit is the instance's to keep: it is set once,
-when the pool is first created (ANALYTICS_WRITER_POOL_LIMIT, else the instance's default), and never
-overwritten, so `dagster instance concurrency set` holds.
+shared warehouse it is `warehouse_writer`. ANALYTICS_WRITER_POOL_LIMIT, where the deployment sets it,
+is the pool's limit everywhere: applied when the pool is created and to a pool that exists with
+another limit (a daemon's instance creates it at its `default_limit` before any run), said in the
+run's log. Unset, the instance keeps the limit it has (`dagster instance concurrency set` holds).
 
 A pool slot is released when its run ends. A run whose process was killed outright (SIGKILL, an
 out-of-memory kill) never ends by itself when nothing monitors it, as with `dagster asset
@@ -16,26 +17,37 @@ rely on Dagster's run monitoring instead (deploy/dagster.yaml).
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from dagster import DagsterEventType, DagsterInstance
 
 
-def create_pool(instance: DagsterInstance, pool: str, limit: Optional[int] = None) -> Optional[int]:
-    """Allocate the pool's slots once, before runs start: `limit`, else the instance's default.
-    Returns the pool's limit.
+class PoolLimit(NamedTuple):
+    limit: Optional[int]
+    replaced: Optional[int] = None  # the limit the pool had before the setting was applied
+
+
+def create_pool(instance: DagsterInstance, pool: str, limit: Optional[int] = None,
+                first_limit: Optional[int] = None) -> PoolLimit:
+    """The pool's slots, allocated before runs start: `limit` (the deployment's setting) whether the
+    pool exists or not; else `first_limit` or the instance's default when it is created.
 
     Dagster allocates a pool's default slots lazily, on the first claim; on a fresh instance two
-    runs claiming at the same moment each allocated one, and both wrote at once (seen in CI)."""
+    runs claiming at the same moment each allocated one, and both wrote at once."""
     storage = instance.event_log_storage
     if pool not in {p.name for p in storage.get_pool_limits()}:
-        if limit is not None:
-            storage.set_concurrency_slots(pool, limit)
+        if (limit or first_limit) is not None:
+            storage.set_concurrency_slots(pool, limit or first_limit)
         elif instance.global_op_concurrency_default_limit is not None:
             # Once only: Dagster's initializer inserts and catches the duplicate key, which on a
             # PostgreSQL-backed instance aborts its own transaction.
             storage.initialize_concurrency_limit_to_default(pool)
-    return storage.get_concurrency_info(pool).slot_count
+        return PoolLimit(storage.get_concurrency_info(pool).slot_count)
+    current = storage.get_concurrency_info(pool).slot_count
+    if limit is not None and current != limit:
+        storage.set_concurrency_slots(pool, limit)
+        return PoolLimit(limit, replaced=current)
+    return PoolLimit(current)
 
 
 def release_slots_of_dead_runs(instance: DagsterInstance, pool: str) -> list[str]:
