@@ -111,8 +111,8 @@ class Syncer:
         self.last_stats: Optional[SyncStats] = None
 
     def run(self, api: Optional[DemoApi], window: Optional[Window] = None, settings: Optional[Settings] = None,
-            definition: Optional[ApiDefinition] = None, warn: Any = None) -> SyncStats:
-        self.last_stats = SyncStats(warning=warn)
+            definition: Optional[ApiDefinition] = None, warn: Any = None, say: Any = None) -> SyncStats:
+        self.last_stats = SyncStats(warning=warn, progress=say)
         sync(make_pipeline(self.db, pipelines_dir=self.pipelines), definition or built_in_definition(),
              settings or settings_for(api), window, self.last_stats)
         return self.last_stats
