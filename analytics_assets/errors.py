@@ -50,8 +50,8 @@ class ResponseRefused(AnalyticsSyncError):
 class HostNotFound(AnalyticsSyncError):
     def __init__(self, host: str, setting: str) -> None:
         super().__init__(
-            f"The host {host!r} does not resolve (DNS): check {setting}. Not retried: a name that does "
-            "not resolve does not resolve a few seconds later either."
+            f"The host {host!r} is unreachable: it does not resolve (DNS). Check that {setting} is the right "
+            "address. Not retried: a name that does not resolve does not resolve a few seconds later either."
         )
 
 

@@ -69,8 +69,9 @@ def test_read_timeout_is_retried(demo_api, syncer):
 def test_server_that_stops_answering_fails_clearly(demo_api, syncer):
     demo_api.faults.queue("hang", times=4, after=1)
     settings = settings_for(demo_api, http_timeout=0.3)
-    with pytest.raises(RetriesExhausted, match=r"GET /v1/resource.*4 attempts.*(Timeout|timed out)"):
+    with pytest.raises(RetriesExhausted, match=r"GET /v1/resource.*4 attempts.*(Timeout|timed out)") as failure:
         syncer.run(demo_api, settings=settings)
+    assert failure.value.kind == "unresponsive" and "raise ANALYTICS_HTTP_TIMEOUT" in str(failure.value)
 
 
 def test_unreachable_api_names_the_url_path_and_attempts(make_api, syncer):
@@ -194,7 +195,7 @@ def test_a_name_that_does_not_resolve_fails_at_once_naming_the_host(syncer):
     settings = Settings(api_base_url="https://analytics-api.invalid", client_id="id", client_secret="secret",
                         http_timeout=2.0, backoff_factor=0.05)
     started = time.monotonic()
-    with pytest.raises(HostNotFound, match="'analytics-api.invalid' does not resolve.*ANALYTICS_TOKEN_URL"):
+    with pytest.raises(HostNotFound, match="'analytics-api.invalid' is unreachable: it does not resolve.*ANALYTICS_TOKEN_URL"):
         syncer.run(None, settings=settings)
     assert time.monotonic() - started < 5, "a name that does not resolve is not retried"
 
