@@ -121,6 +121,26 @@ def test_retries_are_said_in_the_runs_log(dagster_api, tmp_path):
                                    for n, (level, message) in enumerate(lines, 1)), lines
 
 
+def test_a_stopped_api_fails_the_run_naming_its_host_as_unreachable(dagster_api):
+    """The run's failure says where and why in one description, and advises the address and the
+    server, not more retries; its log said each retry before."""
+    from dagster import DagsterInstance
+
+    host = dagster_api.base_url.split("://")[1]
+    dagster_api.stop()
+    with DagsterInstance.ephemeral() as instance:
+        result = run_job("2026-11-16", instance=instance)
+        retries = [entry.user_message for entry in instance.all_logs(result.run_id)
+                   if "retrying in" in (entry.user_message or "")]
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data
+    description = failure.user_failure_data.description
+    assert f"at {host}: ConnectionError ([Errno 111] Connection refused). The server at {host} was unreachable" \
+        in description, description
+    assert "ANALYTICS_MAX_RETRIES" not in description and '"))' not in description
+    assert len(retries) == 3 and all(f"at {host}: ConnectionError" in line for line in retries), retries
+
+
 def aggregated(records) -> dict:
     """The summary's rows, computed here from records: (day, category) -> (count, sum, avg, events)."""
     groups = defaultdict(list)
