@@ -50,8 +50,8 @@ class ResponseRefused(AnalyticsSyncError):
 class HostNotFound(AnalyticsSyncError):
     def __init__(self, host: str, setting: str) -> None:
         super().__init__(
-            f"The host {host!r} does not resolve (DNS): check {setting}. Not retried: a name that does "
-            "not resolve does not resolve a few seconds later either."
+            f"The host {host!r} is unreachable: it does not resolve (DNS). Check that {setting} is the right "
+            "address. Not retried: a name that does not resolve does not resolve a few seconds later either."
         )
 
 
@@ -96,17 +96,40 @@ class RequestFailed(AnalyticsSyncError):
 
 
 class RetriesExhausted(AnalyticsSyncError):
+    """A request that failed on every attempt, and why, with the advice that fits the cause (`kind`):
+    the server was `unreachable` (no connection: refused, or none within the timeout), stopped
+    answering (`unresponsive`: a read timeout, a connection broken mid-answer), `refusing` (5xx)
+    or `throttling` (429)."""
+
+    KINDS = ("unreachable", "unresponsive", "refusing", "throttling")
+
     def __init__(self, where: str, cause: str, attempts: int, setting: str = "ANALYTICS_API_BASE_URL",
-                 asked_wait: Optional[float] = None, max_wait: Optional[float] = None) -> None:
+                 asked_wait: Optional[float] = None, max_wait: Optional[float] = None, host: str = "",
+                 kind: str = "refusing") -> None:
+        self.kind = kind
+        at = f" at {host}" if host else ""
+        server = f"The server at {host}" if host else "The server"
         asked = (f" The server asked to wait {asked_wait:.0f} s before retrying (Retry-After), more than "
                  f"ANALYTICS_MAX_RETRY_WAIT={max_wait:g} lets a retry wait: raise it to wait as the server "
                  "asks.") if asked_wait else ""
-        unreachable = "HTTP" not in cause
+        why = {
+            "unreachable": f"{server} was unreachable: nothing took the connection. Check that "
+                           f"{setting} is the right address, and that the server runs and is reachable from here.",
+            "unresponsive": f"{server} took the connection but did not answer in time, or "
+                            "broke off its answer. If the API is that slow, raise ANALYTICS_HTTP_TIMEOUT; if it is "
+                            "transient, run again later or raise ANALYTICS_MAX_RETRIES.",
+            "refusing": f"{server} was refusing it with a server error on every attempt: "
+                        "the API's own trouble, not the request's. If it is transient, run again later or raise "
+                        "ANALYTICS_MAX_RETRIES / ANALYTICS_BACKOFF_FACTOR to wait it out; if it persists, it is "
+                        "for the API's operators to fix.",
+            "throttling": f"{server} was throttling (HTTP 429): this run asked faster "
+                          "than the API admits. Raise ANALYTICS_MAX_RETRIES / ANALYTICS_MAX_RETRY_WAIT to wait "
+                          "longer, or ask slower: lower ANALYTICS_MAX_CONCURRENCY, or set "
+                          "ANALYTICS_MAX_REQUESTS_PER_SECOND.",
+        }[kind]
         super().__init__(
-            f"{where} still failed after {attempts} attempts ({attempts - 1} retries): {cause}.{asked} "
-            + ("The server did not answer" if unreachable else "The API is unavailable or throttling")
-            + "; nothing was written. Run again later, or raise ANALYTICS_MAX_RETRIES / ANALYTICS_MAX_RETRY_WAIT"
-            + (f"; check that {setting} is the right address." if unreachable else ".")
+            f"{where} still failed after {attempts} attempts ({attempts - 1} retries){at}: {cause}. {why}{asked} "
+            "Nothing was written."
         )
 
 

@@ -192,12 +192,31 @@ _PROBLEMS = {
 }
 
 
+_OUT_OF_BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def bounds(field: str) -> Optional[str]:
+    """What a field's bounds admit, as a reader says it (`zero or more and at most 10`), or None."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return None
+    said = {kind: getattr(rule, kind) for rule in info.metadata for kind in ("ge", "gt", "le", "lt")
+            if getattr(rule, kind, None) is not None}
+    said = {kind: int(value) if float(value).is_integer() else value for kind, value in said.items()}
+    lower = ("zero or more" if said["ge"] == 0 else f"at least {said['ge']}") if "ge" in said else \
+        ("positive" if said["gt"] == 0 else f"more than {said['gt']}") if "gt" in said else None
+    upper = f"at most {said['le']}" if "le" in said else f"less than {said['lt']}" if "lt" in said else None
+    return " and ".join(part for part in (lower, upper) if part) or None
+
+
 def explain(error: ValidationError, sources: Optional[Mapping[str, Optional[str]]] = None) -> str:
     detail = error.errors()[0]
     field = str(detail["loc"][0]) if detail["loc"] else ""
     name = ((sources or {}).get(field) or variable(field)) if field else ENV_PREFIX + "*"
     if detail["type"] == "value_error":
         problem = str(detail["ctx"]["error"])
+    elif detail["type"] in _OUT_OF_BOUNDS and bounds(field):
+        problem = f"must be {bounds(field)}"  # both bounds: the one crossed is not all a reader needs
     else:
         problem = _PROBLEMS.get(detail["type"], detail["msg"]).format(**detail.get("ctx", {}))
     problem = problem.replace("'", "").replace(" or ", ", ") if detail["type"] in ("literal_error", "enum") else problem

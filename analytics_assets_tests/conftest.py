@@ -111,8 +111,8 @@ class Syncer:
         self.last_stats: Optional[SyncStats] = None
 
     def run(self, api: Optional[DemoApi], window: Optional[Window] = None, settings: Optional[Settings] = None,
-            definition: Optional[ApiDefinition] = None, warn: Any = None) -> SyncStats:
-        self.last_stats = SyncStats(warning=warn)
+            definition: Optional[ApiDefinition] = None, warn: Any = None, say: Any = None) -> SyncStats:
+        self.last_stats = SyncStats(warning=warn, progress=say)
         sync(make_pipeline(self.db, pipelines_dir=self.pipelines), definition or built_in_definition(),
              settings or settings_for(api), window, self.last_stats)
         return self.last_stats
@@ -188,8 +188,10 @@ def day_bounds(day: str, last_day: Optional[str] = None) -> tuple[datetime, date
     return window.start, window.end
 
 
-def run_job(partition: Optional[str] = None, first: Optional[str] = None, last: Optional[str] = None, instance=None):
-    """Run the project's job in process on an ephemeral instance, as a user's launch would."""
+def run_job(partition: Optional[str] = None, first: Optional[str] = None, last: Optional[str] = None, instance=None,
+            run_config: Optional[dict] = None):
+    """Run the project's job in process on an ephemeral instance, as a user's launch would (with
+    `run_config`, as the launchpad's)."""
     from dagster import DagsterInstance
 
     from analytics_assets.definitions import build_defs
@@ -201,6 +203,7 @@ def run_job(partition: Optional[str] = None, first: Optional[str] = None, last: 
         instance=instance or DagsterInstance.ephemeral(),
         partition_key=partition,
         tags=tags,
+        run_config=run_config,
         raise_on_error=False,
     )
 

@@ -30,8 +30,11 @@ def test_launch_tunables_are_derived_with_their_bounds():
     assert not launch & {"api_base_url", "token_url", "client_id", "client_secret", "allowed_token_hosts",
                          "duckdb_path", "destination"}, "where credentials and data go is the deployment's"
     assert AnalyticsApiResource(max_retries=5).settings().max_retries == 5
-    with pytest.raises(Exception, match="less than or equal to 10"):
-        AnalyticsApiResource(max_retries=50)
+    # Dagster's config holds no bounds: the resource takes the value, its settings refuse it in one line.
+    with pytest.raises(SettingsError, match=r"^The launch config's analytics_api.max_retries must be zero or more "
+                                            r"and at most 10; got 50\.$"):
+        AnalyticsApiResource(max_retries=50).settings()
+    assert "zero or more and at most 10" in AnalyticsApiResource.model_fields["max_retries"].description
 
 
 def test_launch_value_wins_over_the_environment_which_wins_over_the_default(monkeypatch):
@@ -50,7 +53,7 @@ def test_secrets_do_not_show_in_repr():
 def test_only_reads_the_named_variables():
     env = {"ANALYTICS_MAX_RETRIES": "-1", "ANALYTICS_DESTINATION": "postgres"}
     assert Settings.from_env(env, only=("destination",)).destination == "postgres"
-    with pytest.raises(SettingsError, match="ANALYTICS_MAX_RETRIES must be zero or more; got '-1'"):
+    with pytest.raises(SettingsError, match="ANALYTICS_MAX_RETRIES must be zero or more and at most 10; got '-1'"):
         Settings.from_env(env)
 
 

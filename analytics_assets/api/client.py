@@ -19,7 +19,7 @@ from ..errors import MissingCredentials
 from ..settings import Settings
 from .auth import ClientCredentials
 from .definition import ApiDefinition, Credentials
-from .http import TokenTransport, Transport, build_session
+from .http import TokenTransport, Transport, authority, build_session
 from .lookahead import Lookahead, PagingSession
 from .stats import SyncStats
 from .throttle import Throttle
@@ -50,8 +50,9 @@ class ApiClient:
             build_session(TokenTransport(settings, stats, origin_of(self.token_url)), self.token_url), stats,
             settings.max_token_bytes,
         )
+        host = authority(origin_of(self.base_url))
         self.throttle = Throttle(settings.max_retry_wait, settings.max_requests_per_second, settings.max_concurrency,
-                                 stats.warn)
+                                 stats.warn, say=lambda text: stats.say(f"Requests to {host}: {text}"))
         pool = max(10, settings.max_concurrency)
         transport = Transport(settings, stats, origin_of(self.base_url), self.auth, self.throttle,
                               pool_connections=pool, pool_maxsize=pool)

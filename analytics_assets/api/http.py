@@ -25,9 +25,11 @@ from weakref import WeakKeyDictionary
 import orjson
 from requests import PreparedRequest, Response, Session
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ChunkedEncodingError, ConnectionError, ReadTimeout, Timeout
+from requests.exceptions import ChunkedEncodingError, ConnectionError, ConnectTimeout, ReadTimeout, Timeout
 from requests.utils import get_environ_proxies
-from urllib3.exceptions import NameResolutionError, ProtocolError, ReadTimeoutError
+from tenacity import RetryCallState
+from urllib3.exceptions import (ConnectTimeoutError, NameResolutionError, NewConnectionError, ProtocolError,
+                                ReadTimeoutError)
 
 from dlt.sources.helpers.requests import Client
 
@@ -201,6 +203,30 @@ class Transport(HTTPAdapter):
             failure = mask_error(RequestFailed(where(request), detail, self.setting), self.secrets(request))
         raise failure  # outside the except clause: the library's own words stay out of the chain
 
+    def problem(self, request: PreparedRequest, error: BaseException) -> str:
+        """A network error in a few words (`ConnectionError ([Errno 111] Connection refused)`), masked."""
+        said = _short(masked(str(error), self.secrets(request))) or type(error).__name__
+        return f"{type(error).__name__} ({said})"
+
+    def say_retry(self, state: RetryCallState) -> None:
+        """A line for the run's log before dlt's retry loop waits to send a request again: what
+        failed, where, which attempt of how many, and how long it waits."""
+        request = state.args[0] if state.args and isinstance(state.args[0], PreparedRequest) else None
+        error = state.outcome.exception() if state.outcome is not None else None
+        response = getattr(error, "response", None)  # dlt's session raises an HTTPError for a retried status
+        if error is not None and response is None:
+            what = self.problem(request, error) if request is not None else type(error).__name__
+        else:
+            response = response if response is not None else state.outcome.result() if state.outcome else None
+            status = getattr(response, "status_code", "?")
+            what = f"HTTP {status} {getattr(response, 'reason', '') or ''}".rstrip()
+            if response is not None and response.headers.get("Retry-After"):
+                what += f" (Retry-After: {_short(response.headers['Retry-After'])})"
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        self.stats.warn(f"{where(request) if request is not None else 'A request'} at {authority(self.home)}: {what}; "
+                        f"attempt {state.attempt_number} of {self.settings.max_attempts} failed, "
+                        f"retrying in {_seconds(wait)} s.")
+
     def secrets(self, request: PreparedRequest) -> list[str]:
         """What the request carries (its Authorization's credentials, a token request's client id
         and secret) and every credential and token of the sync: what no message may show."""
@@ -215,9 +241,9 @@ class Transport(HTTPAdapter):
             if isinstance(getattr(error.args[0] if error.args else None, "reason", None), NameResolutionError):
                 raise HostNotFound(host_of(request.url or ""), self.setting) from None
             if attempt.number >= self.settings.max_attempts:
-                said = _short(masked(str(error), self.secrets(request))) or type(error).__name__
-                raise RetriesExhausted(where(request), f"{type(error).__name__} ({said})",
-                                       attempt.number, self.setting) from None
+                raise RetriesExhausted(where(request), self.problem(request, error), attempt.number, self.setting,
+                                       host=authority(self.home),
+                                       kind="unreachable" if unreachable(error) else "unresponsive") from None
             raise
         attempt.ended = time.monotonic()
         attempt.throttled = response.status_code == 429 or "Retry-After" in response.headers
@@ -351,7 +377,8 @@ class Transport(HTTPAdapter):
         if status in RETRY_STATUSES:
             if attempt.number >= self.settings.max_attempts:
                 raise RetriesExhausted(where(request), f"HTTP {status} {response.reason}", attempt.number,
-                                       self.setting, attempt.asked_wait, self.settings.max_retry_wait)
+                                       self.setting, attempt.asked_wait, self.settings.max_retry_wait,
+                                       host=authority(self.home), kind="throttling" if status == 429 else "refusing")
             return  # dlt's retry loop waits (honouring Retry-After) and sends it again
         # Masked whole, then cut: a cut first could leave half a credential that no longer matches.
         body = masked(response.text, self.secrets(request), limit=MAX_ERROR_BODY)
@@ -385,8 +412,32 @@ def retry_after(response: Response) -> Optional[float]:
 
 
 def _short(text: str) -> str:
-    """An exception's class of problem without the URL dump urllib3 puts in its messages."""
-    return text.split(": ")[-1][:120]
+    """An exception's class of problem without the URL dump urllib3 puts in its messages, nor the
+    closing quotes and brackets of the reprs it nests (`Connection refused")))`)."""
+    said = text.split(": ")[-1]
+    while said and said[-1] in "\"')":
+        closing = said[-1]
+        unbalanced = said.count(closing) % 2 == 1 if closing in "\"'" else said.count(")") > said.count("(")
+        if not unbalanced:
+            break
+        said = said[:-1]
+    return said[:120]
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether a network error means no connection was made (refused, or none within the timeout)."""
+    reason = getattr(error.args[0] if error.args else None, "reason", None)
+    return isinstance(error, ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+
+
+def authority(origin: Origin) -> str:
+    """`host:port`, for messages."""
+    host = f"[{origin.host}]" if ":" in origin.host else origin.host
+    return f"{host}:{origin.port}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.2f}".rstrip("0").rstrip(".") or "0"
 
 
 def carried(request: PreparedRequest) -> list[str]:
@@ -442,6 +493,7 @@ def build_session(transport: Transport, url: str) -> Session:
         request_max_retry_delay=settings.max_retry_wait,
         respect_retry_after_header=True,
     ).session
+    session.send = session.send.retry_with(before_sleep=transport.say_retry)  # tenacity's: a line per retry
     session.mount("http://", transport)
     session.mount("https://", transport)
     session.proxies.update(transport.proxies)

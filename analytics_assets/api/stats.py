@@ -56,6 +56,10 @@ class SyncStats:
     def warn(self, message: str) -> None:
         (self.warning or logging.getLogger(__name__).warning)(message)
 
+    def say(self, message: str) -> None:
+        """A line of what the sync is doing (a rate limit's pause) for the run's log, as progress is."""
+        (self.progress or logging.getLogger(__name__).info)(message)
+
     def add(self, **increments: float) -> None:
         with self._lock:
             for name, value in increments.items():

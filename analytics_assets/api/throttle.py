@@ -37,6 +37,7 @@ FAMILIES = ("RateLimit-", "X-RateLimit-")  # IETF draft first: an API sending bo
 # The ceiling is kept with 1% to spare: the milliseconds between letting a request go and its
 # reaching the wire vary (threads, the GIL), and must not put one request too many into a second.
 CEILING_SPARE = 1.01
+SAID_PAUSE = 1.0  # seconds: a longer pause is said in the run's log
 _WINDOW_PARAMETER = re.compile(r";\s*w\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
 
 
@@ -253,8 +254,10 @@ class Throttle:
 
     def __init__(self, max_wait: float, max_per_second: Optional[float] = None, max_in_flight: Optional[int] = None,
                  warn: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, say: Optional[Callable[[str], None]] = None) -> None:
         self.max_wait = max_wait
+        self._say = say  # a line for the run's log when requests pause longer than SAID_PAUSE
+        self._said_until = -math.inf  # the end of the last pause said
         self.max_per_second = max_per_second
         self.max_in_flight = max_in_flight
         self._warn = warn
@@ -291,6 +294,9 @@ class Throttle:
                         if ready is not None and ready <= now:
                             break
                         timeout = None if ready is None else ready - now
+                        if timeout is not None and timeout > SAID_PAUSE and ready > self._said_until + SAID_PAUSE:
+                            self._said_until = ready
+                            self._say_pause(now, ready)
                     self._condition.wait(timeout)
             except BaseException:
                 self._queue.remove(me)
@@ -369,6 +375,25 @@ class Throttle:
         ready = max(self._last_start + self.interval, self._paused_until)
         budget_ready = self.budget.ready_at(now, self._issued, self._in_flight)
         return ready if budget_ready is None else max(ready, budget_ready)
+
+    def _say_pause(self, now: float, ready: float) -> None:
+        """Says why requests wait, once per pause (a pace's waits once per sync)."""
+        if self._say is None:
+            return
+        if ready <= self._paused_until:
+            why = "the server asked the client to wait (Retry-After)"
+        elif ready > self._last_start + self.interval:
+            why = (f"the API's announced rate limit ({self.budget.limit} requests a window) is spent until its "
+                   "window resets")
+        elif "pace" in self._warned:
+            return
+        else:
+            self._warned.add("pace")
+            ceiling = self.max_per_second and CEILING_SPARE / self.max_per_second >= self.budget.interval
+            source = f"ANALYTICS_MAX_REQUESTS_PER_SECOND={self.max_per_second:g}" if ceiling else \
+                f"the API's announced limit of {self.budget.limit} requests a window"
+            why = f"requests are paced at one every {self.interval:.1f} s ({source}); said once a run"
+        self._say(f"waiting {ready - now:.1f} s before the next request: {why}.")
 
     def _warn_once(self, kind: str, message: str) -> None:
         if kind in self._warned or self._warn is None:

@@ -35,7 +35,7 @@ from ..api.names import CURSOR_AT, column, table
 from ..api.source import build_source
 from ..api.stats import SyncStats
 from ..api.totals import day_totals
-from ..errors import root_cause
+from ..errors import SettingsError, root_cause
 from ..settings import Settings
 from ..warehouse.pipeline import fetch, loading
 from ..warehouse.destinations import Destination, private_files
@@ -210,8 +210,11 @@ def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefiniti
         warehouse: WarehouseResource = context.resources.warehouse
         api: AnalyticsApiResource = getattr(context.resources, instance.resource_key)  # type: ignore[valid-type]
         window = window_of(context)
-        settings = api.settings(instance)
-        stats = SyncStats(progress=context.log.info)
+        try:
+            settings = api.settings(instance)
+        except SettingsError as error:  # one line naming the setting and its bounds, no trace
+            raise Failure(description=str(error)) from None
+        stats = SyncStats(progress=context.log.info, warning=context.log.warning)
         try:
             pipeline = warehouse.pipeline(context.run.run_id, instance)
             with ApiClient(definition, settings, stats) as client, private_files():

@@ -4,7 +4,8 @@ Where credentials go is the deployment's decision, never a run's: the API's URLs
 credentials, the warehouse, its credentials and every path come from the deployment's environment
 (`ANALYTICS_*`, dlt's own variables and secrets), which a run's launch config cannot reach. The
 `analytics_api` resource's fields are the launch-time tunables of `Settings`, derived from it, with
-the same bounds; unset, the deployment's values apply.
+the same bounds (checked by the run's first step: Dagster's config types hold none); unset, the
+deployment's values apply.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Annotated, Callable, Iterator, Optional
 
 import dlt
 from dagster import ConfigurableResource, InitResourceContext
-from pydantic import Field, create_model
+from pydantic import Field, ValidationError, create_model
 
 from ..api.instance import ApiInstance
-from ..settings import Settings
+from ..errors import SettingsError
+from ..settings import Settings, bounds, explain
 from ..warehouse.pipeline import make_pipeline
 from ..warehouse.pool import create_pool, release_slots_of_dead_runs
 from ..warehouse.destinations import DESTINATIONS, WarehouseTarget, private_folder
@@ -37,23 +39,50 @@ class _AnalyticsApi(ConfigurableResource):
     then the deployment's environment, then the defaults. Each API has its own (`<name>_api`)."""
 
     def settings(self, instance: Optional[ApiInstance] = None) -> Settings:
+        """Raises SettingsError, one line naming the launch field and its bounds, for a launch value
+        out of them (the environment's and the API file's are named by their own variables)."""
         launch = {name: getattr(self, name) for name in LAUNCH_FIELDS}
+        check_launch(launch, instance.resource_key if instance is not None else "analytics_api")
         return instance.settings(**launch) if instance is not None else Settings.from_env(**launch)
 
 
 LAUNCH_FIELDS = {name: field for name, field in Settings.model_fields.items()
                  if (field.json_schema_extra or {}).get("launch")}
 
+# The launch fields as Dagster's config takes them: Dagster's config types hold no numeric bounds,
+# so a value out of bounds passes the launchpad; were the bounds on the resource, the resource
+# would fail to initialise with pydantic's dump and a stack trace. So the resource takes any number
+# and says its bounds in its description, and the run's first step refuses a value out of them in
+# one line (`check_launch`). What Dagster's config can express (the `schema_drift` Enum, a number's
+# type) it refuses at launch, before a run exists.
 AnalyticsApiResource = create_model(  # type: ignore[call-overload]
     "AnalyticsApiResource",
     __base__=_AnalyticsApi,
     __module__=__name__,
     **{
-        name: (Annotated[(Optional[field.annotation], *field.metadata)] if field.metadata else Optional[field.annotation],
-               Field(None, description=f"{field.description} (default: the deployment's value)"))
+        name: (Optional[field.annotation],
+               Field(None, description=f"{field.description}" + (f"; {bounds(name)}" if bounds(name) else "")
+                     + " (default: the deployment's value)"))
         for name, field in LAUNCH_FIELDS.items()
     },
 )
+# The same fields with Settings' bounds: what `check_launch` validates launch values with.
+_LaunchBounds = create_model(  # type: ignore[call-overload]
+    "_LaunchBounds",
+    **{name: (Annotated[(Optional[field.annotation], *field.metadata)] if field.metadata else Optional[field.annotation],
+              None)
+       for name, field in LAUNCH_FIELDS.items()},
+)
+
+
+def check_launch(values: dict, resource_key: str) -> None:
+    """Launch values within the bounds of their settings, or SettingsError naming the first one
+    out of them as the launchpad shows it (`analytics_api.max_retries`), and its bounds."""
+    try:
+        _LaunchBounds(**values)
+    except ValidationError as error:
+        raise SettingsError(explain(error, {name: f"The launch config's {resource_key}.{name}"
+                                            for name in LAUNCH_FIELDS})) from None
 
 
 class WarehouseResource(ConfigurableResource):

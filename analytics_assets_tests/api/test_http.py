@@ -34,6 +34,10 @@ def test_retries_exhausted_after_four_attempts_leaves_table_unchanged(demo_api, 
         syncer.run(demo_api)
     message = str(failure.value)
     assert f"HTTP {status}" in message and "GET /v1/resource" in message and "4 attempts" in message
+    host = demo_api.base_url.split("://")[1]
+    kind, advice = {503: ("refusing", "ANALYTICS_MAX_RETRIES / ANALYTICS_BACKOFF_FACTOR"),
+                    429: ("throttling", "ANALYTICS_MAX_RETRIES / ANALYTICS_MAX_RETRY_WAIT")}[status]
+    assert failure.value.kind == kind and f"The server at {host} was {kind}" in message and advice in message, message
     assert resource_statuses(demo_api).count(status) == 4
     assert table_checksum(syncer.db) == before
 
@@ -65,8 +69,9 @@ def test_read_timeout_is_retried(demo_api, syncer):
 def test_server_that_stops_answering_fails_clearly(demo_api, syncer):
     demo_api.faults.queue("hang", times=4, after=1)
     settings = settings_for(demo_api, http_timeout=0.3)
-    with pytest.raises(RetriesExhausted, match=r"GET /v1/resource.*4 attempts.*(Timeout|timed out)"):
+    with pytest.raises(RetriesExhausted, match=r"GET /v1/resource.*4 attempts.*(Timeout|timed out)") as failure:
         syncer.run(demo_api, settings=settings)
+    assert failure.value.kind == "unresponsive" and "raise ANALYTICS_HTTP_TIMEOUT" in str(failure.value)
 
 
 def test_unreachable_api_names_the_url_path_and_attempts(make_api, syncer):
@@ -75,6 +80,51 @@ def test_unreachable_api_names_the_url_path_and_attempts(make_api, syncer):
     api.stop()
     with pytest.raises(RetriesExhausted, match=r"POST /oauth/token still failed after 4 attempts.*ConnectionError"):
         syncer.run(api, settings=settings)
+
+
+def test_a_stopped_server_fails_naming_its_host_as_unreachable_and_each_retry_is_said(make_api, syncer):
+    """Connection refused: the advice is the address and the server, not more retries; and the
+    message quotes the refusal without the brackets urllib3 nests it in."""
+    api = make_api(records=10)
+    settings, host = settings_for(api), api.base_url.split("://")[1]
+    api.stop()
+    said: list[str] = []
+    with pytest.raises(RetriesExhausted) as failure:
+        syncer.run(api, settings=settings, warn=said.append)
+    message = str(failure.value)
+    assert failure.value.kind == "unreachable"
+    assert (f"still failed after 4 attempts (3 retries) at {host}: ConnectionError ([Errno 111] Connection refused). "
+            f"The server at {host} was unreachable") in message, message
+    assert "ANALYTICS_TOKEN_URL is the right address, and that the server runs" in message
+    assert "ANALYTICS_MAX_RETRIES" not in message and '")' not in message and "')" not in message, message
+    assert [line.split("; ", 1)[1] for line in said] == [
+        f"attempt {n} of 4 failed, retrying in {wait} s." for n, wait in ((1, "0.05"), (2, "0.1"), (3, "0.2"))]
+    assert all(line.startswith(f"POST /oauth/token at {host}: ConnectionError ([Errno 111] Connection refused)")
+               for line in said), said
+
+
+def test_each_retry_is_said_with_its_status_attempt_wait_and_host(demo_api, syncer):
+    said: list[str] = []
+    demo_api.faults.queue("status", status=503, times=2)
+    stats = syncer.run(demo_api, warn=said.append)
+    assert_table_matches(syncer.db, demo_api.all_records())
+    host = demo_api.base_url.split("://")[1]
+    assert stats.retries == 2 and said == [
+        f"GET /v1/resource?offset=0&limit=100 at {host}: HTTP 503 Service Unavailable; attempt {n} of 4 failed, "
+        f"retrying in {wait} s." for n, wait in ((1, "0.05"), (2, "0.1"))]
+
+
+def test_a_rate_limit_pause_of_more_than_a_second_is_said(make_api, syncer):
+    """A pace of one request every 2.5 s (ANALYTICS_MAX_REQUESTS_PER_SECOND=0.4): the first wait
+    says it once, with the host and the setting; the run's other waits do not repeat it."""
+    api = make_api(records=250, days=2)
+    said: list[str] = []
+    syncer.run(api, settings=settings_for(api, max_requests_per_second=0.4), say=said.append)
+    assert_table_matches(syncer.db, api.all_records())
+    pauses = [line for line in said if "waiting" in line]
+    assert len(pauses) == 1, said
+    assert pauses[0].startswith(f"Requests to {api.base_url.split('://')[1]}: waiting ") and \
+        "paced at one every 2.5 s (ANALYTICS_MAX_REQUESTS_PER_SECOND=0.4)" in pauses[0], pauses[0]
 
 
 @pytest.mark.parametrize("retry_after", [1, "date"])
@@ -145,7 +195,7 @@ def test_a_name_that_does_not_resolve_fails_at_once_naming_the_host(syncer):
     settings = Settings(api_base_url="https://analytics-api.invalid", client_id="id", client_secret="secret",
                         http_timeout=2.0, backoff_factor=0.05)
     started = time.monotonic()
-    with pytest.raises(HostNotFound, match="'analytics-api.invalid' does not resolve.*ANALYTICS_TOKEN_URL"):
+    with pytest.raises(HostNotFound, match="'analytics-api.invalid' is unreachable: it does not resolve.*ANALYTICS_TOKEN_URL"):
         syncer.run(None, settings=settings)
     assert time.monotonic() - started < 5, "a name that does not resolve is not retried"
 
@@ -156,7 +206,9 @@ def test_a_retry_after_beyond_the_cap_is_reported_and_named_when_retries_run_out
     with pytest.raises(RetriesExhausted) as failure:
         syncer.run(demo_api, settings=settings_for(demo_api, max_retry_wait=0.1), warn=warnings.append)
     assert "asked to wait 120 s" in str(failure.value) and "ANALYTICS_MAX_RETRY_WAIT=0.1" in str(failure.value)
-    assert len(warnings) == 4 and all("asked to wait 120 s" in w and "ANALYTICS_MAX_RETRY_WAIT" in w for w in warnings)
+    capped = [w for w in warnings if "caps the wait" in w]
+    assert len(capped) == 4 and all("asked to wait 120 s" in w and "ANALYTICS_MAX_RETRY_WAIT" in w for w in capped)
+    assert len([w for w in warnings if "retrying in 0.1 s" in w]) == 3, "each retry is said, at the capped wait"
 
 
 def test_gzip_pages_land(make_api, syncer):

@@ -232,6 +232,23 @@ def test_retry_after_pauses_every_request_within_the_cap():
     assert warnings == []  # the transport reports a Retry-After beyond the cap, once per answer
 
 
+def test_a_pause_of_more_than_a_second_is_said_with_its_cause():
+    """On the real clock (the requests below wait the pauses out): a Retry-After's pause and a spent
+    budget's are said, each once; a pause under a second is not."""
+    said: list[str] = []
+    limiter = Throttle(max_wait=30.0, say=said.append)
+    limiter.release(limiter.acquire(), 503, {}, retry_after=0.3)
+    limiter.release(limiter.acquire(), 429, {}, retry_after=1.3)
+    limiter.release(limiter.acquire(), 200, x(2, 0, 2))  # a limit of 2, spent: resets in 2 s
+    limiter.acquire()
+    assert len(said) == 2, said
+    assert said[0].startswith("waiting 1.") and said[0].endswith(
+        " s before the next request: the server asked the client to wait (Retry-After)."), said
+    assert said[1].startswith("waiting ") and said[1].endswith(
+        " s before the next request: the API's announced rate limit (2 requests a window) is spent until its "
+        "window resets."), said
+
+
 def test_after_a_429_requests_resume_one_at_a_time_and_grow_back():
     clock = Clock()
     limiter, _ = limiter_on(clock, max_in_flight=4)

@@ -2,6 +2,7 @@
 
 Tests taking the `warehouse` fixture run twice: on a DuckDB file and on a PostgreSQL database."""
 
+import logging
 from collections import defaultdict
 
 from analytics_assets_tests.conftest import (
@@ -101,6 +102,43 @@ def test_failed_run_names_the_cause_and_keeps_the_table(dagster_api, warehouse):
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "still failed after 4 attempts" in failure.step_failure_data.error.message + str(failure.step_failure_data.user_failure_data)
     assert table_checksum(warehouse) == before
+
+
+def test_retries_are_said_in_the_runs_log(dagster_api, tmp_path):
+    """Two 503s, then the page: the run succeeds, and its log (what the UI shows) holds a warning
+    for each retry, naming the status, the host, the attempt and the wait."""
+    from dagster import DagsterInstance
+
+    dagster_api.faults.queue("status", status=503, times=2)
+    with DagsterInstance.ephemeral() as instance:
+        result = run_job("2026-11-16", instance=instance)
+        assert result.success
+        lines = [(entry.level, entry.user_message) for entry in instance.all_logs(result.run_id)
+                 if "retrying in" in (entry.user_message or "")]
+    host = dagster_api.base_url.split("://")[1]
+    assert len(lines) == 2 and all(level == logging.WARNING and f" at {host}: HTTP 503 Service Unavailable; attempt "
+                                   f"{n} of 4 failed, retrying in " in message
+                                   for n, (level, message) in enumerate(lines, 1)), lines
+
+
+def test_a_stopped_api_fails_the_run_naming_its_host_as_unreachable(dagster_api):
+    """The run's failure says where and why in one description, and advises the address and the
+    server, not more retries; its log said each retry before."""
+    from dagster import DagsterInstance
+
+    host = dagster_api.base_url.split("://")[1]
+    dagster_api.stop()
+    with DagsterInstance.ephemeral() as instance:
+        result = run_job("2026-11-16", instance=instance)
+        retries = [entry.user_message for entry in instance.all_logs(result.run_id)
+                   if "retrying in" in (entry.user_message or "")]
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data
+    description = failure.user_failure_data.description
+    assert f"at {host}: ConnectionError ([Errno 111] Connection refused). The server at {host} was unreachable" \
+        in description, description
+    assert "ANALYTICS_MAX_RETRIES" not in description and '"))' not in description
+    assert len(retries) == 3 and all(f"at {host}: ConnectionError" in line for line in retries), retries
 
 
 def aggregated(records) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from types import SimpleNamespace
+from typing import Any
 
 from analytics_assets.api.definition import built_in_definition
 from analytics_assets.errors import SettingsError
@@ -233,3 +234,62 @@ def test_url_tricks_fail_the_run_before_anything_is_sent(harness: Harness, monke
     monkeypatch.setenv(TOKEN, token_url.format(host=harness.api.base_url.split("://")[1]))
     harness.failed(harness.run("2026-11-16"), [TOKEN, *words], before)
     assert harness.api.request_count() == 0, "nothing, credentials least of all, may be sent"
+
+
+# --- a launch value out of bounds ----------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value, bound", [
+    ("max_retries", -1, "zero or more and at most 10"),
+    ("http_timeout", 0.0, "positive and at most 600"),
+    ("max_concurrency", 65, "positive and at most 64"),
+])
+def test_launch_value_out_of_bounds_fails_the_first_step_in_one_line(harness: Harness, field: str, value: Any,
+                                                                     bound: str) -> None:
+    """Dagster's config types hold no numeric bounds, so the launchpad takes the value: the run's
+    first step refuses it in one line naming the field and its bounds, before anything is sent;
+    no pydantic dump, no failure to initialise a resource."""
+    from analytics_assets_tests.conftest import run_job
+    from analytics_assets_tests.reliability.conftest import full_error_text
+
+    before = harness.prime("2026-11-16")
+    requests = harness.api.request_count()
+    result = run_job("2026-11-16", run_config={"resources": {"analytics_api": {"config": {field: value}}}})
+    harness.failed(result, [f"analytics_api.{field}", bound, f"got {value!r}"], before)
+    [failure] = [event.step_failure_data for event in result.all_events if event.event_type_value == "STEP_FAILURE"]
+    assert failure.user_failure_data.description == (
+        f"The launch config's analytics_api.{field} must be {bound}; got {value!r}.")
+    assert failure.error.cause is None and failure.error.context is None, "one line, nothing chained to it"
+    everything = full_error_text(result)
+    assert "ValidationError" not in everything and "pydantic" not in everything, everything[-3000:]
+    assert not [event for event in result.all_events if event.event_type_value == "RESOURCE_INIT_FAILURE"]
+    assert harness.api.request_count() == requests, "nothing may be sent"
+
+
+@pytest.mark.parametrize("config, words, run_exists", [
+    # Dagster's config cannot hold the bound: the run exists and its first step fails in one line.
+    ({"max_retries": -1}, ["The launch config's analytics_api.max_retries must be zero or more and at most 10; "
+                           "got -1."], True),
+    # It can hold a choice (an Enum): refused before a run exists.
+    ({"schema_drift": "melt"}, ['schema_drift', 'melt'], False),
+])
+def test_launch_value_out_of_bounds_from_config_json(harness: Harness, processes: Any, tmp_path: Any,
+                                                     config: dict, words: list, run_exists: bool) -> None:
+    """`dagster asset materialize --config-json`, as a user would type it."""
+    import json
+
+    from dagster import DagsterInstance
+
+    from analytics_assets_tests.conftest import make_dagster_home
+    from analytics_assets_tests.reliability.conftest import cli_env
+
+    home = make_dagster_home(tmp_path / "dagster_home")
+    cli = processes.materialize(cli_env(home), partition="2026-11-16", options=(
+        "--config-json", json.dumps({"resources": {"analytics_api": {"config": config}}})))
+    code, output = cli.wait(timeout=300), cli.output()
+    assert code != 0, output[-3000:]
+    for word in words:
+        assert word in output, output[-3000:]
+    assert "ValidationError" not in output and "pydantic" not in output, output[-3000:]
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert bool(instance.get_runs()) == run_exists, output[-3000:]
+    assert harness.api.request_count() == 0, "nothing may be sent"
