@@ -44,10 +44,12 @@ class ApiClient:
         self.settings = settings
         self.stats = stats
         self.base_url, self.token_url = definition.urls(settings)
+        base_from, token_from = definition.url_sources(settings)
         self.auth = ClientCredentials.of(
             definition.config.client.auth, self.token_url, _credential("client_id", settings, credentials),
             _credential("client_secret", settings, credentials), settings.token_refresh_margin,
-            build_session(TokenTransport(settings, stats, origin_of(self.token_url)), self.token_url), stats,
+            build_session(TokenTransport(settings, stats, origin_of(self.token_url), setting=token_from),
+                          self.token_url), stats,
             settings.max_token_bytes,
         )
         host = authority(origin_of(self.base_url))
@@ -55,11 +57,12 @@ class ApiClient:
                                  stats.warn, say=lambda text: stats.say(f"Requests to {host}: {text}"))
         pool = max(10, settings.max_concurrency)
         transport = Transport(settings, stats, origin_of(self.base_url), self.auth, self.throttle,
-                              pool_connections=pool, pool_maxsize=pool)
+                              setting=base_from, pool_connections=pool, pool_maxsize=pool)
         self.retrying: Session = build_session(transport, self.base_url)  # safe to share between threads
         # The days' totals ask one-record pages (`totals.py`), from the code location's sensor too.
         self.probing: Session = build_session(Transport(settings, stats, origin_of(self.base_url), self.auth,
-                                                        self.throttle, max_bytes=ONE_RECORD_PAGE_BYTES), self.base_url)
+                                                        self.throttle, max_bytes=ONE_RECORD_PAGE_BYTES,
+                                                        setting=base_from), self.base_url)
         self.lookahead: Optional[Lookahead] = None
         self.session: Session = self.retrying  # what dlt's paging loop talks to
         if settings.max_concurrency > 1:

@@ -78,13 +78,26 @@ class ApiDefinition:
     def resource(self, name: str) -> Resource:
         return next(resource for resource in self.resources if resource.name == name)
 
+    def url_sources(self, settings: Settings) -> tuple[str, str]:
+        """Where the base URL and the token URL a run uses come from, as messages name them: the
+        variable when one is set, else the key of the API config that holds it."""
+        client = self.config.client
+        base = settings.source("api_base_url") if settings.api_base_url or not client.base_url else \
+            f"`client.base_url` in {self.read_from}"
+        if settings.token_url:
+            return base, settings.source("token_url")
+        for key in ("token_url", "access_token_url"):
+            if getattr(client.auth, key):
+                return base, f"`client.auth.{key}` in {self.read_from}"
+        return base, f"{base} (the token URL defaults to the base URL's {DEFAULT_TOKEN_PATH})"
+
     def urls(self, settings: Settings) -> tuple[str, str]:
         """The base URL and token URL a run uses: a variable that is set wins over the config.
 
         The client secret goes to the token URL, so it must be on the API's host, or on a host the
         deployment lists in ANALYTICS_ALLOWED_TOKEN_HOSTS."""
         client = self.config.client
-        base_variable, token_variable = settings.source("api_base_url"), settings.source("token_url")
+        base_variable, token_variable = self.url_sources(settings)
         base_url = settings.api_base_url or client.base_url
         if not base_url:
             raise SettingsError(

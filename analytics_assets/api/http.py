@@ -161,8 +161,11 @@ class Transport(HTTPAdapter):
     setting = "ANALYTICS_API_BASE_URL"
 
     def __init__(self, settings: Settings, stats: SyncStats, home: Origin, auth: Optional[ClientCredentials] = None,
-                 throttle: Optional[Throttle] = None, max_bytes: Optional[int] = None, **kwargs: Any) -> None:
+                 throttle: Optional[Throttle] = None, max_bytes: Optional[int] = None, setting: Optional[str] = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if setting is not None:  # where this API's URL came from (`ApiDefinition.url_sources`)
+            self.setting = setting
         self.settings = settings
         self.max_bytes = min(max_bytes or settings.max_response_bytes, settings.max_response_bytes)
         self.stats = stats

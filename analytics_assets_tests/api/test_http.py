@@ -279,3 +279,25 @@ def test_a_page_of_more_values_than_the_setting_is_refused_before_it_is_decoded(
                                               r"500,000 values \(11,184,8\d\d counted\).*ANALYTICS_MAX_PAGE_VALUES"):
         syncer.run(demo_api)
     assert table_checksum(syncer.db) == before
+
+
+def test_an_unreachable_url_from_the_config_file_is_named_by_its_key_not_a_variable(make_api, syncer):
+    """The base URL came from the file's `client.base_url` (no variable set): the error names that
+    key and the file, where the fix is, and names no variable the user never set."""
+    import copy
+    import socket
+
+    from analytics_assets.api.definition import BUILT_IN_CONFIG, parse_definition
+
+    api = make_api(records=100, days=2)
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    config["client"]["base_url"] = f"http://127.0.0.1:{port}"
+    settings = settings_for(api, api_base_url=None, max_retries=0)
+    with pytest.raises(RetriesExhausted) as failure:
+        syncer.run(api, settings=settings, definition=parse_definition(config, "ANALYTICS_API_CONFIG=api.yaml")[0])
+    message = str(failure.value)
+    assert "`client.base_url` in ANALYTICS_API_CONFIG=api.yaml" in message and f"127.0.0.1:{port}" in message
+    assert "ANALYTICS_API_BASE_URL" not in message
