@@ -56,6 +56,10 @@ class SyncStats:
     def warn(self, message: str) -> None:
         (self.warning or logging.getLogger(__name__).warning)(message)
 
+    def info(self, message: str) -> None:
+        """A fact of the sync's set-up for the run's log (where the progress goes)."""
+        (self.progress or logging.getLogger(__name__).info)(message)
+
     def add(self, **increments: float) -> None:
         with self._lock:
             for name, value in increments.items():

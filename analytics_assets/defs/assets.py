@@ -31,6 +31,7 @@ from ..api.client import ApiClient
 from ..api.config import Resource
 from ..api.definition import ApiDefinition
 from ..api.names import CURSOR_AT, column, table
+from ..api.shared_budget import deployment_folder
 from ..api.source import build_source
 from ..api.stats import SyncStats
 from ..api.totals import day_totals
@@ -197,7 +198,8 @@ def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefi
         stats = SyncStats(progress=context.log.info)
         try:
             pipeline = warehouse.pipeline(context.run.run_id)
-            with ApiClient(definition, settings, stats) as client:
+            budget_folder = deployment_folder(context.instance.root_directory)  # the deployment's runs share it
+            with ApiClient(definition, settings, stats, budget_folder=budget_folder) as client:
                 with loading(pipeline, definition.names, warehouse.settings().warehouse_lock_wait, context.log.info) as sql:
                     context.log.info(f"Syncing records of {window} from {client.base_url} into {location(pipeline)}")
                     loaded = list(dlt.run(context=context, dlt_source=build_source(client, window),
