@@ -94,10 +94,9 @@ def _report(result, keys: list[str], api: DemoApi) -> None:  # noqa: ANN001 - a 
     warehouse = WarehouseResource()
     print(f"\nRun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
     with warehouse.sql(result.run_id) as sql:
-        table = sql.table("resource_name")
-        if sql.has_table(table):
-            print(f"Landed in {location(warehouse.pipeline(result.run_id))} (table {table}):")
-            rows = sql.rows_per_day(table, "updated_at", Window.of_days(keys[0], keys[-1]))
+        if sql.has_table("resource_name"):
+            print(f"Landed in {location(warehouse.pipeline(result.run_id))} (table {sql.table('resource_name')}):")
+            rows = sql.rows_per_day("resource_name", "updated_at", Window.of_days(keys[0], keys[-1]))
             for key in keys:
                 served = len(api.records_in_window(*astuple(Window.of_days(key))))
                 print(f"  {key}: {rows.get(key, 0)} rows (the API holds {served})")

@@ -83,6 +83,17 @@ class RequestRejected(AnalyticsSyncError):
         )
 
 
+class RequestFailed(AnalyticsSyncError):
+    """A request that a library refused to send or to read, for a reason other than the network's:
+    its words, masked (they may quote a header, a token least of all)."""
+
+    def __init__(self, where: str, detail: str, setting: str = "ANALYTICS_API_BASE_URL") -> None:
+        super().__init__(
+            f"{where} could not be sent or read: {detail}. Nothing was written; this is not retried. Check "
+            f"{setting} and the headers of the API config (`client.headers`, `endpoint.headers`)."
+        )
+
+
 class RetriesExhausted(AnalyticsSyncError):
     def __init__(self, where: str, cause: str, attempts: int, setting: str = "ANALYTICS_API_BASE_URL",
                  asked_wait: Optional[float] = None, max_wait: Optional[float] = None) -> None:
@@ -169,11 +180,19 @@ def _short(value: object, limit: int = 80) -> str:
 
 
 def spellings(secret: str) -> set[str]:
-    """Every way a secret travels in a request or comes back in an echo of it: as it is,
-    form-urlencoded, percent-encoded, JSON-escaped, and in base64 (an HTTP Basic header)."""
+    """Every way a secret travels in a request or comes back in an echo of it or in a library's
+    message about it: as it is (and without surrounding whitespace), form-urlencoded,
+    percent-encoded, JSON-escaped (ASCII or not), in base64 (an HTTP Basic header), and as Python
+    writes a str or bytes (UTF-8 or Latin-1) in a message (`repr`: http.client's "Invalid header
+    value b'Bearer ...\\r\\n'")."""
     encoded = base64.b64encode(secret.encode()).decode()
-    forms = {secret, quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1], encoded,
-             encoded.rstrip("=")}
+    forms = {secret, secret.strip(), quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1],
+             json.dumps(secret, ensure_ascii=False)[1:-1], encoded, encoded.rstrip("="), repr(secret)[1:-1],
+             repr(secret.encode())[2:-1]}
+    try:
+        forms.add(repr(secret.encode("latin-1"))[2:-1])  # how http.client encodes a header value
+    except UnicodeEncodeError:
+        pass  # http.client cannot send it either: its error names the character, not the value
     return {form for form in forms if len(form) >= MIN_MASKED}
 
 
@@ -183,6 +202,13 @@ def masked(text: str, secrets: Iterable[str], limit: Optional[int] = None) -> st
     for form in sorted({form for secret in secrets if secret for form in spellings(secret)}, key=len, reverse=True):
         text = text.replace(form, MASK)
     return text if limit is None or len(text) <= limit else text[:limit] + "…"
+
+
+def mask_error(error: BaseException, secrets: Iterable[str]) -> BaseException:
+    """`error` with its message (`args`) masked in place: raised on as it is, the type callers catch
+    unchanged. For our errors, whose messages quote a server's words, a URL or a library's."""
+    error.args = tuple(masked(arg, secrets) if isinstance(arg, str) else arg for arg in error.args)
+    return error
 
 
 def root_cause(error: BaseException) -> BaseException:

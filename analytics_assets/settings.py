@@ -83,8 +83,15 @@ class Settings(BaseModel):
                                 "`analytics_reconcile` sensor compares with the API's totals")
     max_response_bytes: int = Field(64 * 2**20, gt=0, le=2**30, description="the largest response body read "
                                     "(decompressed), counted while it arrives; a larger one fails the run")
+    max_page_values: int = Field(500_000, ge=1000, le=50_000_000, description="the most values (records, their "
+                                 "fields and nested values) one page may hold, counted on its bytes before it is "
+                                 "decoded; a page of more fails the run (what a page costs in memory follows from it)")
     request_deadline: float = Field(120.0, gt=0, le=3600, allow_inf_nan=False, description="seconds a request "
-                                    "may take in all, connecting, headers and body, whatever the server's pace")
+                                    "may take from connecting to its last byte (interim answers and trailer "
+                                    "included), whatever the server's pace: a timer then shuts the connection down")
+    max_token_bytes: int = Field(16 * 1024, ge=1024, le=2**20, description="the longest access token taken from "
+                                 "the token endpoint, in bytes (it travels with every request); a longer one, or one "
+                                 "a header cannot carry, fails the run naming the endpoint")
     max_new_columns: int = Field(100, ge=0, le=10_000, description="undeclared fields a run takes as new "
                                  "columns (schema drift) before it fails instead")
     http_timeout: float = launch_field(30.0, gt=0, le=600, allow_inf_nan=False,

@@ -3,14 +3,20 @@
 dlt's class renews a token only once its clock says it has expired, has no 401 path, and fetches
 tokens through dlt's global HTTP client. The subclass here renews ahead of expiry, renews once when
 the API rejects a token, fetches through the sync's token session (the seed's retry policy), and
-fails on refused credentials without echoing them. The API's transport (`http.py`) gives every
+fails on refused credentials without echoing them. What the token endpoint answers is input like
+any other: a token is checked when it arrives (a header value, ANALYTICS_MAX_TOKEN_BYTES at most),
+and an `expires_in` that is no lifetime is not believed. The API's transport (`http.py`) gives every
 attempt of every request a currently valid token from here.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
+import math
+import re
 import threading
+from collections import deque
 from typing import Annotated, Any, Optional
 from urllib.parse import quote_plus
 
@@ -27,6 +33,10 @@ from .urls import host_of
 
 BEARER = "Bearer "
 MAX_REASON = 400  # characters of the provider's reason shown, after masking
+LIFETIMES = (1.0, 365 * 86_400.0)  # an `expires_in` outside 1 s .. 1 year is no lifetime a provider means
+MIN_RENEWAL = 5.0  # seconds between two renewals a token's expiry may cause, whatever `expires_in` says
+PREVIOUS_TOKENS = 16  # tokens of the sync masked besides the current one (a run renews a few an hour)
+HEADER_VALUE = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a Bearer header carries unchanged
 
 
 @configspec
@@ -41,23 +51,25 @@ class ClientCredentials(OAuth2ClientCredentials):
     refresh_margin: float = 60.0
     scope: Optional[str] = None
     token_endpoint_auth_method: str = "client_secret_post"
+    max_token_bytes: int = 16 * 1024
     stats: Annotated[Optional[SyncStats], NotResolved()] = None
 
     @classmethod
     def of(cls, options: AuthOptions, token_url: str, client_id: str, client_secret: str, refresh_margin: float,
-           session: Session, stats: SyncStats) -> "ClientCredentials":
+           session: Session, stats: SyncStats, max_token_bytes: int = 16 * 1024) -> "ClientCredentials":
         scope = " ".join(options.scope) if isinstance(options.scope, list) else options.scope
         return cls(
             access_token_url=token_url, client_id=client_id, client_secret=client_secret, scope=scope,
             token_endpoint_auth_method=options.token_endpoint_auth_method,
             access_token_request_data=dict(options.access_token_request_data),
             default_token_expiration=options.default_token_expiration, refresh_margin=refresh_margin,
-            session=session, stats=stats,
+            max_token_bytes=max_token_bytes, session=session, stats=stats,
         ).resolve()  # values are explicit: no lookup in config providers that could override them
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._lock = threading.Lock()
+        self._previous: deque[str] = deque(maxlen=PREVIOUS_TOKENS)  # a 400 may echo the token a request carried
 
     def build_access_token_request(self) -> dict[str, Any]:
         data = {"grant_type": "client_credentials", **({"scope": self.scope} if self.scope else {}),
@@ -90,12 +102,57 @@ class ClientCredentials(OAuth2ClientCredentials):
         if not isinstance(payload, dict) or not payload.get("access_token"):
             raise TokenEndpointError(self.access_token_url, "answered without an `access_token`")
         renewing = self.access_token is not None
-        self.parse_native_representation(self.parse_access_token(payload))
+        token = self.parse_access_token(payload)
+        if renewing:
+            self._previous.append(str(self.access_token))
+        self.parse_native_representation(token)
         lifetime = self.parse_expiration_in_seconds(payload)
-        # Renew ahead of expiry, but never spend more than half a short token's life on the margin.
-        self.token_expiry = pendulum.now().add(seconds=lifetime - min(self.refresh_margin, lifetime / 2))
+        # Renew ahead of expiry, but never spend more than half a short token's life on the margin,
+        # and never sooner than MIN_RENEWAL: a token said to last a second is not fetched each second.
+        ahead = lifetime - min(self.refresh_margin, lifetime / 2)
+        self.token_expiry = pendulum.now().add(seconds=max(MIN_RENEWAL, ahead))
         if renewing and self.stats is not None:
             self.stats.add(token_refreshes=1)
+
+    def parse_access_token(self, response_json: Any) -> str:
+        """The token, if a header can carry it as it is: visible ASCII (no space, line break or
+        control character, which would corrupt or split the request's headers) and at most
+        ANALYTICS_MAX_TOKEN_BYTES. The token is not quoted: it may be half a credential."""
+        token = response_json.get("access_token")
+        if not isinstance(token, str):
+            raise TokenEndpointError(self.access_token_url, "answered an `access_token` that is not text")
+        if len(token.encode()) > self.max_token_bytes:
+            raise TokenEndpointError(
+                self.access_token_url, f"answered an access token of more than {self.max_token_bytes:,} bytes "
+                "(ANALYTICS_MAX_TOKEN_BYTES; raise it if the provider's tokens are that long)")
+        if not HEADER_VALUE.fullmatch(token):
+            raise TokenEndpointError(
+                self.access_token_url, "answered an access token that an HTTP header cannot carry (characters "
+                "other than visible ASCII: a space, a line break or a control character); it is not shown here")
+        return token
+
+    def parse_expiration_in_seconds(self, response_json: Any) -> float:  # type: ignore[override]
+        """`expires_in` (RFC 6749 §5.1: seconds), when it is a finite number, or numeric text, between
+        1 s and a year. Anything else (NaN, 1e308, -5, "soon") is taken for a missing one, said
+        in the run's log, and the token is taken to last `default_token_expiration`."""
+        value = response_json.get("expires_in")
+        if value is None:
+            return float(self.default_token_expiration)
+        seconds = _number(value)
+        if seconds is not None and LIFETIMES[0] <= seconds <= LIFETIMES[1]:
+            if seconds < MIN_RENEWAL:
+                self._warn(f"The token endpoint {self.access_token_url} says its tokens last {seconds:g} s: they "
+                           f"are renewed at most every {MIN_RENEWAL:g} s, and a request refused (401) for an "
+                           "expired token is sent again with a new one.")
+            return seconds
+        self._warn(f"The token endpoint {self.access_token_url} answered expires_in={str(value)[:40]!r}, not a "
+                   f"number of seconds between {LIFETIMES[0]:g} and {LIFETIMES[1]:,.0f}: the token is taken to "
+                   f"last {self.default_token_expiration} s (`client.auth.default_token_expiration` in the API "
+                   "config), and renewed sooner if the API refuses it.")
+        return float(self.default_token_expiration)
+
+    def _warn(self, message: str) -> None:
+        (self.stats.warn if self.stats is not None else logging.getLogger(__name__).warning)(message)
 
     def _reason(self, response: Response) -> str:
         """The provider's `error` and `error_description`, short, with anything that spells the
@@ -111,8 +168,9 @@ class ClientCredentials(OAuth2ClientCredentials):
 
     def secrets(self) -> list[str]:
         """What must never be shown: the credentials, alone and as the HTTP Basic pair (form-urlencoded
-        first), and the access token."""
-        return [str(self.client_secret), str(self.client_id), self._basic_pair(), str(self.access_token or "")]
+        first), the access token and the ones it replaced (`errors.masked` spells each every way)."""
+        return [str(self.client_secret), str(self.client_id), self._basic_pair(), str(self.access_token or ""),
+                *self._previous]
 
     def _basic_pair(self) -> str:
         return f"{quote_plus(str(self.client_id))}:{quote_plus(str(self.client_secret))}"
@@ -137,3 +195,14 @@ class ClientCredentials(OAuth2ClientCredentials):
         return f"{type(self).__name__}(access_token_url={self.access_token_url!r})"
 
     __str__ = __repr__
+
+
+def _number(value: Any) -> Optional[float]:
+    """A finite number from a JSON number or numeric text (some providers send "3600"); not a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None

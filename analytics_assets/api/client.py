@@ -27,6 +27,10 @@ from .stats import SyncStats
 from .throttle import Throttle
 from .urls import origin_of
 
+# What a page asking for one record may send (a record, a total, a link): the days' totals read no
+# more, so a sensor in the code location holds a few of them at most.
+ONE_RECORD_PAGE_BYTES = 2**20
+
 
 class ApiClient:
     """Use it as a context manager: leaving it ends its threads and closes its connections, whether
@@ -51,8 +55,10 @@ class ApiClient:
             definition.config.client.auth, self.token_url, client_id,
             _credential("client_secret", settings, credentials), settings.token_refresh_margin,
             build_session(TokenTransport(settings, stats, origin_of(self.token_url)), self.token_url), stats,
+            settings.max_token_bytes,
         )
-        # A request is out at most its connection and header timeout plus its deadline for the body.
+        # No request is out longer than its deadline (ANALYTICS_REQUEST_DEADLINE, from connecting on); the
+        # timeout is added to spare.
         shared = open_shared_budget(settings.rate_budget_dir or budget_folder, origin_of(self.base_url), client_id,
                                     settings.http_timeout + settings.request_deadline, stats.warn, stats.info)
         self.throttle = Throttle(settings.max_retry_wait, settings.max_requests_per_second, settings.max_concurrency,
@@ -61,6 +67,9 @@ class ApiClient:
         transport = Transport(settings, stats, origin_of(self.base_url), self.auth, self.throttle,
                               pool_connections=pool, pool_maxsize=pool)
         self.retrying: Session = build_session(transport, self.base_url)  # safe to share between threads
+        # The days' totals ask one-record pages (`totals.py`), from the code location's sensor too.
+        self.probing: Session = build_session(Transport(settings, stats, origin_of(self.base_url), self.auth,
+                                                        self.throttle, max_bytes=ONE_RECORD_PAGE_BYTES), self.base_url)
         self.lookahead: Optional[Lookahead] = None
         self.session: Session = self.retrying  # what dlt's paging loop talks to
         if settings.max_concurrency > 1:
@@ -84,6 +93,7 @@ class ApiClient:
         if self.lookahead is not None:
             self.lookahead.close()
         self.session.close()
+        self.probing.close()
         self.auth.session.close()
         self.throttle.close()
 

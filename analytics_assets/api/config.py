@@ -30,6 +30,7 @@ RESOLVED = re.compile(r"(?<!\{)\{resources\.([A-Za-z0-9_]+)\.([^{}]+)\}(?!\})")
 # the window here, and records outside it are this project's to judge (see README, Windows).
 PARTITIONS_SUPPLY = ("initial_value", "end_value", "range_start", "range_end", "row_order", "lag",
                      "on_cursor_value_missing", "allow_external_schedulers", "convert", "transform")
+MAX_CONFIG_BYTES = 2**20  # an API config file's size: a few kilobytes in practice
 
 
 class _Model(BaseModel):
@@ -451,17 +452,48 @@ def _fields(model: Any) -> dict[str, Any]:
     return {field.alias or name: field for name, field in model.model_fields.items()}
 
 
+class _AliasRefused(Exception):
+    def __init__(self, mark: Any) -> None:
+        super().__init__(mark.line + 1)
+
+
+class _PlainData(yaml.SafeLoader):
+    """YAML read as plain data. An anchor (`&name`) or an alias (`*name`) is refused where it is
+    met, before anything is built from it: a few hundred bytes of aliases naming aliases stand for
+    billions of values (an alias bomb: 394 bytes took loading the definitions past 2 GB in 20 s),
+    and a config needs none."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AliasRefused(event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def read_file(path: Path) -> Any:
-    """A YAML or JSON file's content (JSON is YAML too; .json files get JSON's own messages)."""
+    """A YAML or JSON file's content (JSON is YAML too; .json files get JSON's own messages), read
+    as data: at most MAX_CONFIG_BYTES, and no YAML anchors or aliases (`_PlainData`)."""
+    origin = f"ANALYTICS_API_CONFIG={path}"
     try:
-        text = path.read_text()
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)  # no more than that is read, whatever the file
     except OSError as error:
-        raise SettingsError(f"ANALYTICS_API_CONFIG={path}: cannot be read ({error.strerror}).") from None
+        raise SettingsError(f"{origin}: cannot be read ({error.strerror}).") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SettingsError(f"{origin}: larger than {MAX_CONFIG_BYTES:,} bytes, which no API config needs (they "
+                            "take a few kilobytes): check that the variable names the config file.")
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        text = data.decode("utf-8")
+        return json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_PlainData)
+    except _AliasRefused as refused:
+        raise SettingsError(f"{origin}: line {refused.args[0]}: YAML anchors and aliases (`&name`, `*name`) are not "
+                            "read: an API config is plain data, and a few aliases can stand for billions of values. "
+                            "Write the values out.") from None
+    except RecursionError:
+        raise SettingsError(f"{origin}: nested too deeply to be an API config.") from None
     except (ValueError, yaml.YAMLError) as error:
-        raise SettingsError(f"ANALYTICS_API_CONFIG={path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                            f"{str(error).splitlines()[0]}") from None
+        raise SettingsError(f"{origin}: not valid {kind}: {str(error).splitlines()[0]}") from None
 
 
 def with_defaults(defaults: Mapping[str, Any], resource: Any) -> Any:

@@ -189,6 +189,11 @@ class SafeOffsetPaginator(PageChecks, BasePaginator):
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
         data = data if data is not None else []
+        if len(data) > self.paging.limit:  # before anything is built per record
+            raise MalformedResponse(
+                where(response.request), f"{len(data):,} records on a page asked for {self.paging.limit_param}="
+                f"{self.paging.limit}", f"check the endpoint's `paginator`: `limit_param` names the parameter the API "
+                "reads for its page size")
         total = self._total(response, self.paging.total_path)
         has_more = reader(self.paging.has_more_path)(response.json()) if self.paging.has_more_path \
             and response.content else None

@@ -416,9 +416,8 @@ class PageStep:
             self.validate(records)
         else:
             self.validate.drift(records)
-        if self.flatten:  # dlt keeps each nested value as one JSON column (`max_table_nesting: 0`)
-            for record in records:
-                self._check_depth(record)
+        for record in records:  # before dlt nests or encodes what no column can hold
+            self._check_depth(record)
         keys = [self.key_of(record) for record in records]
         self._check_keys(keys, records)
         self.stats.ids_fetched(self.resource, keys)

@@ -35,9 +35,14 @@ def countable(resource: Resource) -> bool:
         and not resource.parents and total_path(resource) is not None
 
 
+def asks_one_record(paging: Paging) -> bool:
+    """Whether the paging can ask for a page of one record (offset paging, by its `limit`)."""
+    return paging.type == "offset"
+
+
 def first_page(paging: Paging) -> Paging:
     """The resource's paging, asking for as few records as it can."""
-    return paging.model_copy(update={"limit": 1}) if paging.type == "offset" else paging
+    return paging.model_copy(update={"limit": 1}) if asks_one_record(paging) else paging
 
 
 def day_totals(client: ApiClient, resource: Resource, days: Sequence[str]) -> dict[str, Optional[int]]:
@@ -45,7 +50,8 @@ def day_totals(client: ApiClient, resource: Resource, days: Sequence[str]) -> di
     the resource cannot be counted by day."""
     if not countable(resource):
         return dict.fromkeys(days)
-    rest = RESTClient(client.base_url, headers=dict(client.definition.config.client.headers), session=client.retrying)
+    rest = RESTClient(client.base_url, headers=dict(client.definition.config.client.headers),
+                      session=client.probing if asks_one_record(resource.endpoint.paginator) else client.retrying)
 
     def total_of(day: str) -> Optional[int]:
         probe = paginator_for(resource, key_getter(resource.key), first_page(resource.endpoint.paginator))

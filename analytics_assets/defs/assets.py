@@ -39,7 +39,7 @@ from ..errors import root_cause
 from ..settings import Settings
 from ..warehouse.pipeline import DATASET_NAME, file_format, loading
 from ..warehouse.destinations import Destination
-from ..warehouse.sql import WarehouseSql, ident, location
+from ..warehouse.sql import WarehouseSql, ident, literal, location, open_sql
 from ..window import Window
 from .resources import AnalyticsApiResource, WarehouseResource
 
@@ -200,14 +200,16 @@ def build_table_assets(definition: ApiDefinition, partitions_def: PartitionsDefi
             pipeline = warehouse.pipeline(context.run.run_id)
             budget_folder = deployment_folder(context.instance.root_directory)  # the deployment's runs share it
             with ApiClient(definition, settings, stats, budget_folder=budget_folder) as client:
-                with loading(pipeline, definition.names, warehouse.settings().warehouse_lock_wait, context.log.info) as sql:
+                wait = warehouse.settings().warehouse_lock_wait
+                with loading(pipeline, [key.path[-1] for key in context.selected_asset_keys], wait, context.log.info):
                     context.log.info(f"Syncing records of {window} from {client.base_url} into {location(pipeline)}")
                     loaded = list(dlt.run(context=context, dlt_source=build_source(client, window),
                                           dlt_pipeline=pipeline, dagster_dlt_translator=translator,
                                           loader_file_format=file_format(pipeline)))
                     # Read before another run's load can change what this one wrote.
-                    results = [with_table_figures(context, sql, pipeline, result,
-                                                  definition.resource(result.asset_key.path[-1])) for result in loaded]
+                    with open_sql(pipeline, wait, context.log.info) as sql:
+                        results = [with_table_figures(context, sql, pipeline, result,
+                                                      definition.resource(result.asset_key.path[-1])) for result in loaded]
                 context.log.info("sync finished: " + stats.summary())
                 totals = {result.asset_key: days_api_totals(context, client, definition.resource(
                     result.asset_key.path[-1]), stats) for result in results}
@@ -241,20 +243,20 @@ def with_table_figures(context: AssetExecutionContext, sql: WarehouseSql, pipeli
     """What the table holds right after this run's load: each day's rows, the records this load
     wrote (its rows carrying its `_dlt_load_id`, counted by key), the rows of its child tables, its
     columns as dlt's schema has them, and a preview."""
-    window, table_name = window_of(context), table(resource.name)
-    name, key = sql.table(table_name), tuple(column(field) for field in resource.key)
+    window, name = window_of(context), table(resource.name)
+    key = tuple(column(field) for field in resource.key)
     load_id = (result.metadata or {}).get("dlt_load_id", "")
     schema = pipeline.default_schema
-    children = [name for name, hints in schema.tables.items() if hints.get("parent") and
-                name.startswith(f"{table_name}{schema.naming.PATH_SEPARATOR}")]
+    children = [child for child, hints in schema.tables.items() if hints.get("parent") and
+                child.startswith(f"{name}{schema.naming.PATH_SEPARATOR}")]
     figures: dict[str, Any] = {
         "run_rows_landed_distinct": MetadataValue.int(sql.distinct_in_load(name, key, load_id)),
         "preview": _preview(sql, name, key, window if resource.cursor else None),
-        "dagster/column_schema": table_schema(resource, schema.tables.get(table_name, {}).get("columns", {})),
+        "dagster/column_schema": table_schema(resource, schema.tables.get(name, {}).get("columns", {})),
     }
     if children:
         figures["run_child_table_rows"] = MetadataValue.json(
-            {child: sql.child_rows_of_load(sql.table(child), name, load_id) for child in children})
+            {child: sql.child_rows_of_load(child, name, load_id) for child in children})
     if resource.cursor:
         rows_by_day = sql.rows_per_day(name, CURSOR_AT, window)
         figures.update({f"{ROWS_OF_DAY}{day}": MetadataValue.int(rows_by_day.get(day, 0))
@@ -300,11 +302,10 @@ def with_sync_metadata(context: AssetExecutionContext, result: MaterializeResult
 def _preview(sql: WarehouseSql, name: str, key: tuple[str, ...], window: Optional[Window]) -> Any:
     """The first rows of the window, as a table of text: the API's text is never rendered as
     Markdown (a remote image or a link would show in the UI)."""
-    where = f"WHERE {ident(CURSOR_AT)} >= %s AND {ident(CURSOR_AT)} < %s" if window else ""
-    names, rows = sql.columns_and_rows(
-        f"SELECT * FROM {name} {where} ORDER BY {', '.join(map(ident, key))} LIMIT {PREVIEW_ROWS}",
-        *((window.start, window.end) if window else ()),
-    )
+    where = f"WHERE {ident(CURSOR_AT)} >= {literal(window.start)} AND {ident(CURSOR_AT)} < {literal(window.end)}" \
+        if window else ""
+    names, rows = sql.read_with_columns(
+        f"SELECT * FROM {ident(name)} {where} ORDER BY {', '.join(map(ident, key))} LIMIT {PREVIEW_ROWS}")
     shown = [i for i, column_name in enumerate(names) if not column_name.startswith("_dlt_") and column_name != CURSOR_AT]
     return MetadataValue.table(
         records=[TableRecord({names[i]: None if row[i] is None else str(row[i])[:60] for i in shown}) for row in rows],

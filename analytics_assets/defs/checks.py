@@ -45,9 +45,9 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
     def id_unique(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
         columns = ", ".join(map(ident, key_columns))
         with warehouse.sql(context.run.run_id, context.log.info) as sql:
-            duplicated = f"SELECT {columns} FROM {sql.table(name)} GROUP BY {columns} HAVING count(*) > 1"
-            count = sql.rows(f"SELECT count(*) FROM ({duplicated}) d")[0][0]
-            first = sql.rows(f"{duplicated} ORDER BY {columns} LIMIT 20") if count else []
+            duplicated = f"SELECT {columns} FROM {ident(name)} GROUP BY {columns} HAVING count(*) > 1"
+            count = sql.read(f"SELECT count(*) AS n FROM ({duplicated}) AS d")[0][0]
+            first = sql.read(f"{duplicated} ORDER BY {columns} LIMIT 20") if count else []
         return AssetCheckResult(passed=not count, metadata={
             "duplicate_ids": MetadataValue.int(count),
             "first_duplicate_ids": MetadataValue.text(
@@ -57,9 +57,10 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
     @asset_check(asset=key, name="required_columns_not_null", blocking=True, pool=destination.pool,
                  description=f"Columns declared NOT NULL hold no nulls: {', '.join(required)}.")
     def required_columns_not_null(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
-        counts = ", ".join(f"count(*) FILTER (WHERE {ident(column_name)} IS NULL)" for column_name in required)
+        counts = ", ".join(f"count(*) FILTER (WHERE {ident(column_name)} IS NULL) AS {ident('nulls_' + column_name)}"
+                           for column_name in required)
         with warehouse.sql(context.run.run_id, context.log.info) as sql:
-            nulls = sql.rows(f"SELECT {counts} FROM {sql.table(name)}")[0]
+            nulls = sql.read(f"SELECT {counts} FROM {ident(name)}")[0]
         return AssetCheckResult(passed=not any(nulls), metadata={
             "null_rows": MetadataValue.int(sum(nulls)),
             **{f"nulls_in_{column_name}": MetadataValue.int(count) for column_name, count in zip(required, nulls)},
@@ -82,7 +83,7 @@ def build_checks(resource: Resource, destination: Destination) -> list[AssetChec
         with warehouse.sql(context.run.run_id, context.log.info) as sql:
             superseded = sql.later_loads(load_id) > 0
             landed = metadata["run_rows_landed_distinct"].value if superseded else \
-                sql.distinct_in_load(sql.table(name), key_columns, load_id)
+                sql.distinct_in_load(name, key_columns, load_id)
         return AssetCheckResult(
             passed=landed == kept and fetched >= api_total,
             metadata={

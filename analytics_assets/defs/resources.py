@@ -107,7 +107,7 @@ class WarehouseResource(ConfigurableResource):
         """A pipeline with a working folder of its own: two runs of one pipeline name sharing a
         folder delete each other's files. Its state is restored from the destination each run."""
         folder = private_folder(self.pipelines_base() / run_id)
-        (folder / RUN_FOLDER_MARK).touch()
+        (folder / RUN_FOLDER_MARK).touch(mode=0o600)
         return make_pipeline(self.target(), pipelines_dir=folder, staging_suffix=run_id[:8])
 
     @contextmanager

@@ -107,8 +107,8 @@ def table_rows(warehouse: WarehouseResource, definition: ApiDefinition, days: Se
     window = Window.of_days(days[0], days[-1])
     with warehouse.sql(RECONCILE_SENSOR, wait=SENSOR_LOCK_WAIT) as sql:
         return {
-            resource.name: sql.rows_per_day(sql.table(table(resource.name)), CURSOR_AT, window)
-            if resource.cursor and sql.has_table(sql.table(table(resource.name))) else {}
+            resource.name: sql.rows_per_day(table(resource.name), CURSOR_AT, window)
+            if resource.cursor and sql.has_table(table(resource.name)) else {}
             for resource in definition.config.selected
         }
 

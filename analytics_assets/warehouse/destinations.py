@@ -5,9 +5,12 @@ one deployment's tables live (`WarehouseTarget`).
 
 from __future__ import annotations
 
+import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 # DuckDB sizes its memory from the machine's RAM and runs a thread per core; capped, a large merge
 # spills to disk instead of growing the run's footprint with the number of rows (measured: a
@@ -80,7 +83,47 @@ def private_folder(path: Path) -> Path:
 
 
 def owner_only(path: Path) -> None:
-    """A file of ours (the DuckDB file and its WAL) readable by its owner only: it holds the data."""
+    """A file of ours (the DuckDB file and its WAL) readable by its owner only: it holds the data.
+    For files an earlier version created; new ones are private from their first byte (`private_files`)."""
     for file in (path, path.with_name(path.name + ".wal")):
         if file.exists():
             file.chmod(0o600)
+
+
+class _PrivateUmask:
+    """The process's umask with 077 added while any thread is inside `private_files()`, and the one
+    it had once the last leaves (the umask belongs to the process, not to a thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._lock:
+            if self._inside == 0:
+                self._saved = os.umask(0o077)
+                os.umask(self._saved | 0o077)
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0:
+                    os.umask(self._saved)
+
+
+_UMASK = _PrivateUmask()
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files and folders created inside are their owner's alone from their first byte, whatever the
+    folder's mode and the umask: DuckDB creates its file, its WAL and its spill folder, and dlt its
+    working folders and files, with the umask's mode, which a chmod afterwards corrects only after a
+    window (and a crash mid-load would leave a WAL anyone could read). Files other threads create
+    meanwhile are owner-only too, which errs the safe way."""
+    with _UMASK.held():
+        yield

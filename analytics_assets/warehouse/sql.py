@@ -1,7 +1,12 @@
-"""The warehouses the tables can live in, and the one SQL path every reader and writer of them takes.
+"""The one SQL path every reader and writer of the warehouse takes, whichever destination holds it.
 
-Checks, models and metadata write their SQL once, in PostgreSQL's dialect, and run it through dlt's SQL client for the
-destination; sqlglot (which dlt ships) rewrites it for the others.
+Reads of the tables dlt loads go through dlt's dataset interface (`pipeline.dataset()`): SQL written
+once, in PostgreSQL's dialect, that dlt qualifies with the dataset and transpiles for the destination
+(`query(..., query_dialect=...)`). This project's own model tables, which dlt does not know, are
+written and read through dlt's SQL client, their statements transpiled by sqlglot (dlt's
+dependency). Names are quoted (`ident`) and values written as typed literals (`literal`) in that
+dialect, so the destination's own quoting and types apply: a column named `order` or `created at`
+works, and no value is pasted into SQL as text.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ import dlt
 import sqlglot
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
+from sqlglot import exp
 
+from ..api.names import SOURCE_NAME
 from ..errors import WarehouseFileError, WarehouseUnreachable, diagnosed
 from ..settings import Settings
 from ..window import Window
-from .destinations import owner_only
+from .destinations import owner_only, private_files
 from .locks import exclusive
 
 logger = logging.getLogger(__name__)
@@ -37,71 +44,83 @@ def ident(name: str) -> str:
 CREATING_TABLES_LOCK = 7_305_118_201
 
 
+def literal(value: Any) -> str:
+    """A value as a typed SQL literal (a timestamp, a number, text) in this project's dialect."""
+    return exp.convert(value).sql(SQL_DIALECT)
+
+
 class WarehouseSql:
-    """dlt's SQL client for the destination, taking this project's PostgreSQL-dialect SQL."""
+    """The warehouse of one pipeline, its connection open for as long as it is used: the tables dlt
+    loaded are read through dlt's dataset, named as the table has them (unqualified: dlt qualifies
+    them); this project's own tables are read and written through the dataset's SQL client."""
 
-    def __init__(self, client: SqlClientBase) -> None:
-        self.client = client
-        self.destination = client.capabilities.sqlglot_dialect
-        self.dataset = client.dataset_name
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.client: SqlClientBase = dataset.sql_client
+        self.destination = self.client.capabilities.sqlglot_dialect
 
-    def _sql(self, sql: str) -> str:
-        if self.destination == SQL_DIALECT:
-            return sql
-        # sqlglot writes `?` placeholders for most dialects; dlt's clients all take `%s` (this
-        # project's SQL has no `?` of its own).
-        return sqlglot.transpile(sql, read=SQL_DIALECT, write=self.destination)[0].replace("?", "%s")
+    # --- the tables dlt loads: dlt's dataset interface ------------------------------------------
 
-    def execute(self, sql: str, *params: Any) -> None:
-        self.client.execute_sql(self._sql(sql), *params)
+    def read(self, sql: str) -> list[tuple]:
+        return [tuple(row) for row in self.dataset.query(sql, query_dialect=SQL_DIALECT).fetchall()]
 
-    def rows(self, sql: str, *params: Any) -> list[tuple]:
-        with self.client.execute_query(self._sql(sql), *params) as cursor:
-            return [tuple(row) for row in cursor.fetchall()]
+    def read_with_columns(self, sql: str) -> tuple[list[str], list[tuple]]:
+        relation = self.dataset.query(sql, query_dialect=SQL_DIALECT)
+        return list(relation.columns), [tuple(row) for row in relation.fetchall()]
 
-    def columns_and_rows(self, sql: str, *params: Any) -> tuple[list[str], list[tuple]]:
-        with self.client.execute_query(self._sql(sql), *params) as cursor:
-            return [d[0] for d in cursor.description], [tuple(row) for row in cursor.fetchall()]
-
-    def table(self, name: str) -> str:
-        """A table of the dataset, qualified and quoted (`name` as the table has it)."""
-        return f"{ident(self.dataset)}.{ident(name)}"
-
-    def has_table(self, table: str) -> bool:
+    def has_table(self, name: str) -> bool:
         try:
-            self.rows(f"SELECT 1 FROM {table} WHERE 1 = 0")
+            self.read(f"SELECT 1 AS present FROM {ident(name)} WHERE 1 = 0")
             return True
-        except DatabaseUndefinedRelation:
+        except (DatabaseUndefinedRelation, KeyError, ValueError):
             return False
 
-    def rows_per_day(self, table: str, cursor: str, window: Window) -> dict[str, int]:
-        """Rows of `table` per UTC day of `cursor` inside `window`: what each daily partition holds."""
+    def rows_per_day(self, name: str, cursor: str, window: Window) -> dict[str, int]:
+        """Rows of table `name` per UTC day of `cursor` inside `window`: what each daily partition holds."""
+        column = ident(cursor)
         return {
             day.isoformat(): count
-            for day, count in self.rows(
-                f"SELECT CAST({ident(cursor)} AT TIME ZONE 'UTC' AS DATE), count(*) FROM {table} "
-                f"WHERE {ident(cursor)} >= %s AND {ident(cursor)} < %s GROUP BY 1",
-                window.start, window.end,
-            )
+            for day, count in self.read(
+                f"SELECT CAST({column} AT TIME ZONE 'UTC' AS DATE) AS day, count(*) AS n FROM {ident(name)} "
+                f"WHERE {column} >= {literal(window.start)} AND {column} < {literal(window.end)} GROUP BY 1")
         }
 
-    def distinct_in_load(self, table: str, key: tuple[str, ...], load_id: str) -> int:
+    def distinct_in_load(self, name: str, key: tuple[str, ...], load_id: str) -> int:
         """Distinct values of `key` (its columns) among the rows one dlt load wrote. Grouped, not
         count(DISTINCT): DuckDB allocates a count(DISTINCT)'s table whole, which under the 32 MB cap
         fails at about a million ids, where a grouped aggregate spills to disk. The HAVING keeps
         the optimizer from turning the grouping back into a count(DISTINCT)."""
         columns = ", ".join(map(ident, key))
-        return self.rows(f"SELECT count(*) FROM (SELECT {columns} FROM {table} WHERE _dlt_load_id = %s "
-                         f"GROUP BY {columns} HAVING count(*) >= 1) AS distinct_values", load_id)[0][0]
+        return self.read(f"SELECT count(*) AS n FROM (SELECT {columns} FROM {ident(name)} WHERE "
+                         f"{ident('_dlt_load_id')} = {literal(load_id)} GROUP BY {columns} HAVING count(*) >= 1) "
+                         "AS distinct_values")[0][0]
 
     def child_rows_of_load(self, child: str, root: str, load_id: str) -> int:
         """Rows of a child table (dlt's nested data) that belong to the root rows one load wrote."""
-        return self.rows(f"SELECT count(*) FROM {child} c JOIN {root} r ON c._dlt_root_id = r._dlt_id "
-                         "WHERE r._dlt_load_id = %s", load_id)[0][0]
+        return self.read(f"SELECT count(*) AS n FROM {ident(child)} AS c JOIN {ident(root)} AS r ON "
+                         f"c._dlt_root_id = r._dlt_id WHERE r._dlt_load_id = {literal(load_id)}")[0][0]
 
     def later_loads(self, load_id: str) -> int:
         """Loads into the dataset after `load_id` (dlt's load ids grow with time)."""
-        return self.rows(f"SELECT count(*) FROM {self.table('_dlt_loads')} WHERE load_id > %s", load_id)[0][0]
+        return self.read(f"SELECT count(*) AS n FROM _dlt_loads WHERE load_id > {literal(load_id)}")[0][0]
+
+    # --- this project's own tables: the SQL client ----------------------------------------------
+
+    def table(self, name: str) -> str:
+        """A table of the dataset, qualified and quoted, for the SQL client."""
+        return f"{ident(self.client.dataset_name)}.{ident(name)}"
+
+    def _native(self, sql: str) -> str:
+        if self.destination == SQL_DIALECT:
+            return sql
+        return sqlglot.transpile(sql, read=SQL_DIALECT, write=self.destination)[0]
+
+    def execute(self, sql: str) -> None:
+        self.client.execute_sql(self._native(sql))
+
+    def rows(self, sql: str) -> list[tuple]:
+        with self.client.execute_query(self._native(sql)) as cursor:
+            return [tuple(row) for row in cursor.fetchall()]
 
     @contextlib.contextmanager
     def creating_tables(self) -> Iterator[None]:
@@ -109,7 +128,7 @@ class WarehouseSql:
         two runs creating the same table at once collide on the catalog, so the second waits."""
         with self.client.begin_transaction():
             if self.destination == "postgres":
-                self.execute("SELECT pg_advisory_xact_lock(%s)", CREATING_TABLES_LOCK)
+                self.execute(f"SELECT pg_advisory_xact_lock({CREATING_TABLES_LOCK})")
             yield
 
 
@@ -133,7 +152,9 @@ def connect(pipeline: dlt.Pipeline, wait: float = DEFAULT_LOCK_WAIT,
     fails naming the file or the server and where credentials come from, never quoting them."""
     duckdb = pipeline.destination.destination_name == "duckdb"
     database = duckdb_file(pipeline) if duckdb else None
-    with exclusive(database, wait, say) if database else contextlib.nullcontext():
+    # Whatever is created while the connection is open (the file, its WAL, DuckDB's spill folder,
+    # dlt's load packages of a load run inside) is the owner's alone from its first byte.
+    with private_files(), exclusive(database, wait, say) if database else contextlib.nullcontext():
         client = pipeline.sql_client()
         deadline, told = time.monotonic() + wait, False
         while True:
@@ -179,5 +200,11 @@ def _driver_error(error: BaseException) -> BaseException:
 @contextlib.contextmanager
 def open_sql(pipeline: dlt.Pipeline, wait: float = DEFAULT_LOCK_WAIT,
              say: Callable[[str], None] = logger.info) -> Iterator[WarehouseSql]:
-    with diagnosed(), connect(pipeline, wait, say) as client:
-        yield WarehouseSql(client)
+    """The warehouse's SQL, under the lock `connect` takes: a connection opened (waited for, its
+    failures named) first, then dlt's dataset on a connection of its own (one DuckDB instance in
+    this process: the second connection shares the first's hold on the file). The dataset reads
+    the schema the warehouse stores, the one its tables have: a pipeline's own copy, after
+    dagster-dlt reads it, holds the source's hints without the columns' types."""
+    with diagnosed(), connect(pipeline, wait, say):
+        with dlt.dataset(pipeline.destination, pipeline.dataset_name, schema=SOURCE_NAME) as dataset:
+            yield WarehouseSql(dataset)

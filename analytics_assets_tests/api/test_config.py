@@ -28,9 +28,17 @@ def readme_example() -> dict:
     return yaml.safe_load(re.search(r"<!-- example api.yaml -->\n```yaml\n(.*?)```", text, re.S).group(1))
 
 
+class _NoAliases(yaml.SafeDumper):
+    """A config written out as a user would write it: an object used twice is written twice, not
+    as an anchor and an alias (which the reader refuses)."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def write(tmp_path: Path, config: object, name: str = "api.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(json.dumps(config) if name.endswith(".json") else yaml.safe_dump(config))
+    path.write_text(json.dumps(config) if name.endswith(".json") else yaml.dump(config, Dumper=_NoAliases))
     return path
 
 
@@ -174,3 +182,59 @@ def test_the_readme_example_runs_against_the_demo_api(make_api, tmp_path, monkey
     expected = api.records_in_window(*day_bounds("2026-11-17"))
     assert_table_matches(tmp_path / "warehouse.duckdb", expected, table="analytics.events")
     assert_table_matches(tmp_path / "warehouse.duckdb", expected, table="analytics.accounts")
+
+
+# -- a config file is data ---------------------------------------------------------------------------
+
+ALIAS_BOMB = """resource_defaults:
+  endpoint:
+    a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]
+    b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+    c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+    d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+    e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+    f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+    g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+    h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+    i: [*h,*h]
+resources: [resource_name]
+"""  # 394 bytes standing for 86 million values: loading it took the definitions past 2 GB in 20 s
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    (ALIAS_BOMB, 3),
+    ("resources:\n  - name: a\n    endpoint: &e {path: a}\n", 3),  # an anchor alone
+    ("x: 1\nresources:\n  - name: a\n    endpoint:\n      <<: *e\n", 5),  # an alias alone (a merge key)
+])
+def test_yaml_anchors_and_aliases_are_refused_where_they_are_met(tmp_path, text, line):
+    import time
+
+    path = tmp_path / "api.yaml"
+    path.write_text(text)
+    started = time.monotonic()
+    with pytest.raises(SettingsError) as error:
+        load_definition(Settings(api_config=path))
+    assert time.monotonic() - started < 1
+    assert str(error.value) == (
+        f"ANALYTICS_API_CONFIG={path}: line {line}: YAML anchors and aliases (`&name`, `*name`) are not read: an API "
+        "config is plain data, and a few aliases can stand for billions of values. Write the values out.")
+
+
+@pytest.mark.parametrize("name", ["api.yaml", "api.json"])
+def test_a_config_file_larger_than_a_mebibyte_is_refused_unread(tmp_path, name):
+    path = tmp_path / name
+    config = {**BUILT_IN_CONFIG, "resources": [{**BUILT_IN_CONFIG["resources"][0], "name": f"r{i}"} for i in range(6000)]}
+    path.write_text(json.dumps(config))
+    assert path.stat().st_size > 2**20
+    with pytest.raises(SettingsError, match=r"larger than 1,048,576 bytes.*names the config file"):
+        load_definition(Settings(api_config=path))
+    with pytest.raises(SettingsError, match="larger than 1,048,576 bytes"):
+        load_definition(Settings(api_config=Path("/dev/zero")))  # endless: a bounded read ends it
+
+
+@pytest.mark.parametrize(("name", "text"), [("api.json", "[" * 100_000), ("api.yaml", "[" * 100_000)])
+def test_a_config_nested_too_deeply_is_refused_naming_the_file(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=f"ANALYTICS_API_CONFIG={path}: (nested too deeply|not valid)"):
+        load_definition(Settings(api_config=path))

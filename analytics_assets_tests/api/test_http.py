@@ -173,3 +173,57 @@ def test_a_gzip_bomb_is_refused_on_its_decompressed_size(make_api, syncer):
     with pytest.raises(ResponseRefused, match="more than 67,108,864 bytes.*ANALYTICS_MAX_RESPONSE_BYTES"):
         syncer.run(api)
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("nesting", [None, 3], ids=["json_columns", "child_tables"])
+@pytest.mark.parametrize("depth", [1100, 5000, 100_000])
+def test_a_value_nested_deeper_than_any_decoder_goes_fails_naming_its_field_and_record(demo_api, syncer, depth,
+                                                                                       nesting):
+    """orjson stops at 1,024 levels and Python's decoder at its recursion limit: past both, the page
+    still fails as a shallower one does, on the record's field, and nothing is written; so too when
+    dlt makes child tables of the upper levels (`max_table_nesting`) and would encode the rest."""
+    import copy
+
+    from analytics_assets.api.definition import BUILT_IN_CONFIG, parse_definition
+    from analytics_assets.errors import SchemaViolation
+
+    config = copy.deepcopy(BUILT_IN_CONFIG)
+    if nesting is not None:
+        config["resources"][0]["max_table_nesting"] = nesting
+    definition = parse_definition(config, "test")[0]
+    syncer.run(demo_api, definition=definition)
+    before = table_checksum(syncer.db)
+    demo_api.faults.queue("deep_nesting", depth=depth, after=0)
+    with pytest.raises(SchemaViolation, match="field 'nested' is nested more than 255 levels deep") as failure:
+        syncer.run(demo_api, definition=definition)
+    assert failure.value.record_id in {record["id"] for record in demo_api.all_records()}
+    assert table_checksum(syncer.db) == before
+
+
+def test_a_body_too_deep_to_decode_loses_only_what_lies_below_the_cut():
+    """The cut replaces the value that opens past DECODED_DEPTH levels; brackets inside strings are
+    text; everything else reads as Python's decoder reads it."""
+    import json
+
+    from analytics_assets.api.http import DECODED_DEPTH, decode
+    from analytics_assets.api.records import MAX_NESTING, _depth
+
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    body = f'{{"data":[{{"id":1,"deep":{deep},"s":"[[{{\\"]"}},{{"id":2,"s":"}}]"}}],"total":2}}'.encode()
+    decoded = decode(body)
+    assert decoded["data"][1] == {"id": 2, "s": "}]"} and decoded["total"] == 2
+    assert decoded["data"][0]["s"] == '[[{"]'
+    assert MAX_NESTING < _depth(decoded["data"][0]["deep"]) < DECODED_DEPTH
+    shallow = json.dumps({"data": [{"id": 1, "deep": json.loads('[' * 300 + ']' * 300)}]}).encode()
+    assert decode(shallow) == json.loads(shallow)
+
+
+def test_a_page_of_more_values_than_the_setting_is_refused_before_it_is_decoded(demo_api, syncer):
+    """16 MiB of `{},` are 5.6 million records, 400 MB once decoded: counted on the bytes, refused."""
+    syncer.run(demo_api)
+    before = table_checksum(syncer.db)
+    demo_api.faults.queue("empty_objects", after=1)
+    with pytest.raises(ResponseRefused, match=r"GET /v1/resource\?offset=99&limit=100 sent a body of more than "
+                                              r"500,000 values \(11,184,8\d\d counted\).*ANALYTICS_MAX_PAGE_VALUES"):
+        syncer.run(demo_api)
+    assert table_checksum(syncer.db) == before

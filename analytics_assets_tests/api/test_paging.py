@@ -133,3 +133,17 @@ def test_a_cursor_api_whose_pages_fall_short_of_its_total_fails(make_api, syncer
     api = make_api(records=350, days=3, pagination="cursor", total_bias=1)
     with pytest.raises(PaginationError, match="350 records of resource_name were served for a total of 351"):
         syncer.run(api, definition=cursor_definition())
+
+
+def test_a_page_of_more_records_than_its_limit_fails_before_they_are_read(demo_api, syncer):
+    """An API that ignores `limit` may send any number of records a page: more than asked fails the
+    run at once, naming the paginator's parameter."""
+    from analytics_assets.errors import MalformedResponse
+
+    syncer.run(demo_api)
+    before = table_checksum(syncer.db)
+    demo_api.faults.queue("empty_objects", size=3 * 1000, after=1)  # about 1,000 empty records
+    with pytest.raises(MalformedResponse, match=r"offset=99&limit=100 .*9\d\d records on a page asked for limit=100"
+                                                r".*`limit_param`"):
+        syncer.run(demo_api)
+    assert table_checksum(syncer.db) == before

@@ -495,11 +495,13 @@ def test_fault(harness: Harness, primed: str, monkeypatch: pytest.MonkeyPatch, c
 
 
 def test_token_expires_during_long_run(harness_for, monkeypatch: pytest.MonkeyPatch) -> None:
-    """1 s tokens and no refresh margin; the second page takes 1.5 s to answer, so the ~25 pages
-    after it are requested with an expired token unless the run renews it."""
-    harness = harness_for(records=2500, token_lifetime=1, latency_ms=10)
+    """5 s tokens (a token is renewed at most every 5 s on its expiry's account) and no refresh
+    margin; the second page takes 5.5 s to answer, so the ~25 pages after it are requested with an
+    expired token unless the run renews it."""
+    harness = harness_for(records=2500, token_lifetime=5, latency_ms=10)
     monkeypatch.setenv("ANALYTICS_TOKEN_REFRESH_MARGIN", "0")
-    harness.api.faults.queue("slow", retry_after=1.5, after=1)
+    monkeypatch.setenv("ANALYTICS_HTTP_TIMEOUT", "10")  # the slow page is not a read timeout
+    harness.api.faults.queue("slow", retry_after=5.5, after=1)
     result = harness.run("2026-11-15", "2026-11-19")
     harness.succeeded(result, "2026-11-15", "2026-11-19")
     assert meta(result, "run_token_refreshes") >= 1 and harness.api.tokens_issued >= 2
