@@ -66,6 +66,12 @@ class Settings(BaseModel):
         None, description="OAuth2 client secret (default: dlt secret `client_secret`)")
     allowed_token_hosts: tuple[str, ...] = Field(
         (), description="comma-separated hosts allowed for the token URL besides the API host")
+    rate_budget_dir: Optional[Path] = Field(
+        None, description="the folder holding the rate limit budget that every run and sensor tick calling the same API "
+        "(origin and client id) shares, a file per API: announced limits, `Retry-After` pauses and "
+        "ANALYTICS_MAX_REQUESTS_PER_SECOND hold for all of them together; every process of the deployment must be able "
+        "to write it (default: `rate_budgets` in the Dagster instance's folder, $DAGSTER_HOME; a run that cannot use it "
+        "paces by itself and says so)")
     destination: DestinationName = Field(
         "duckdb", description="where the tables live: `duckdb`, `postgres`, `motherduck`, `snowflake` or "
         "`bigquery` (read when the definitions load: it names the tables' kind and picks the writer pool)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from pathlib import Path
 from typing import ClassVar, Optional
 
 import dlt
@@ -21,6 +22,7 @@ from .auth import ClientCredentials
 from .definition import ApiDefinition, Credentials
 from .http import TokenTransport, Transport, authority, build_session
 from .lookahead import Lookahead, PagingSession
+from .shared_budget import open_shared_budget
 from .stats import SyncStats
 from .throttle import Throttle
 from .urls import origin_of
@@ -32,29 +34,39 @@ ONE_RECORD_PAGE_BYTES = 2**20
 
 class ApiClient:
     """Use it as a context manager: leaving it ends its threads and closes its connections, whether
-    the sync succeeded or not."""
+    the sync succeeded or not.
+
+    `budget_folder` is where the rate limit budget shared by every run and sensor of the deployment
+    lives (`shared_budget.py`): the Dagster instance's, given by the asset and the sensor;
+    ANALYTICS_RATE_BUDGET_DIR, where set, is used instead. Without either the sync paces alone."""
 
     _open: ClassVar[dict[str, "ApiClient"]] = {}
     _open_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, definition: ApiDefinition, settings: Settings, stats: SyncStats,
-                 credentials: Optional[Credentials] = None) -> None:
+                 credentials: Optional[Credentials] = None, budget_folder: Optional[Path] = None) -> None:
         self.id = secrets.token_hex(8)
         self.definition = definition
         self.settings = settings
         self.stats = stats
         self.base_url, self.token_url = definition.urls(settings)
         base_from, token_from = definition.url_sources(settings)
+        client_id = _credential("client_id", settings, credentials)
         self.auth = ClientCredentials.of(
-            definition.config.client.auth, self.token_url, _credential("client_id", settings, credentials),
+            definition.config.client.auth, self.token_url, client_id,
             _credential("client_secret", settings, credentials), settings.token_refresh_margin,
             build_session(TokenTransport(settings, stats, origin_of(self.token_url), setting=token_from),
                           self.token_url), stats,
             settings.max_token_bytes,
         )
         host = authority(origin_of(self.base_url))
+        # No request is out longer than its deadline (ANALYTICS_REQUEST_DEADLINE, from connecting on); the
+        # timeout is added to spare.
+        shared = open_shared_budget(settings.rate_budget_dir or budget_folder, origin_of(self.base_url), client_id,
+                                    settings.http_timeout + settings.request_deadline, stats.warn, stats.say)
         self.throttle = Throttle(settings.max_retry_wait, settings.max_requests_per_second, settings.max_concurrency,
-                                 stats.warn, say=lambda text: stats.say(f"Requests to {host}: {text}"))
+                                 stats.warn, shared=shared,
+                                 say=lambda text: stats.say(f"Requests to {host}: {text}"))
         pool = max(10, settings.max_concurrency)
         transport = Transport(settings, stats, origin_of(self.base_url), self.auth, self.throttle,
                               setting=base_from, pool_connections=pool, pool_maxsize=pool)
@@ -88,6 +100,7 @@ class ApiClient:
         self.session.close()
         self.probing.close()
         self.auth.session.close()
+        self.throttle.close()
 
 
 def _credential(name: str, settings: Settings, credentials: Optional[Credentials]) -> str:

@@ -25,8 +25,11 @@ import math
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Collection, Iterator, Mapping, Optional
+
+from .shared_budget import BudgetUnavailable, SharedBudget
 
 # A Reset this large is a Unix time, not seconds to wait (1e9 s is 2001-09-09 as a date and 31 years
 # as a wait); from 1e12 on, a Unix time in milliseconds.
@@ -38,6 +41,14 @@ FAMILIES = ("RateLimit-", "X-RateLimit-")  # IETF draft first: an API sending bo
 # reaching the wire vary (threads, the GIL), and must not put one request too many into a second.
 CEILING_SPARE = 1.01
 SAID_PAUSE = 1.0  # seconds: a longer pause is said in the run's log
+# Shared with other processes (`shared_budget.py`), a request held back by their requests looks at
+# the shared state again this often (they cannot wake it), and one waiting for a moment no later
+# than this; a waiting request's claim to go first lapses unless renewed within WAITING_LAPSES.
+POLL_SECONDS = 0.005
+NAP_SECONDS = 0.2
+WAITING_LAPSES = 1.0
+OFFSET_TOLERANCE = 0.001  # seconds; an instant that happened is read as at most this far ahead
+MAX_ALLOWANCE = 64  # requests in flight at once: ANALYTICS_MAX_CONCURRENCY's bound
 _WINDOW_PARAMETER = re.compile(r";\s*w\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
 
 
@@ -120,6 +131,10 @@ class AnnouncedBudget:
         self.max_wait = max_wait
         self._warn_once = warn_once
         self._wall_clock = wall_clock
+        self.forget()
+
+    def forget(self) -> None:
+        """Know nothing of the API's limit (as before its first answer)."""
         self.limit: Optional[int] = None
         self.window: Optional[float] = None  # the window's length, as estimated
         self._trusted = True  # whether the window is read to the whole second (until a 429 says otherwise)
@@ -132,12 +147,37 @@ class AnnouncedBudget:
         self._reset_at: Optional[float] = None  # monotonic; None: a fresh window of unknown end
         self._opened: Optional[tuple[int, float]] = None  # (seq, answer's arrival) of the request that opened it
 
+    def snapshot(self, to_wall: Callable[[float], float]) -> dict[str, Any]:
+        """What was learnt, for the throttles of other processes (instants on the wall clock)."""
+        return {"limit": self.limit, "window": self.window, "trusted": self._trusted, "longest": self._longest,
+                "window_from": self._window_from, "remaining": self._remaining,
+                "reset_at": None if self._reset_at is None else to_wall(self._reset_at),
+                "opened": None if self._opened is None else [self._opened[0], to_wall(self._opened[1])]}
+
+    def restore(self, state: Mapping[str, Any], to_local: Callable[[float], float], now: float) -> None:
+        """What another process's throttle learnt (a `snapshot`): read whole before anything is
+        changed (ValueError, TypeError or KeyError on a malformed one), every instant and length
+        bounded by ANALYTICS_MAX_RETRY_WAIT, so that no state left behind can hold requests longer."""
+        limit, remaining, window, opened = state["limit"], state["remaining"], state["window"], state["opened"]
+        values = (
+            None if limit is None else int(limit),
+            None if window is None else min(float(window), self.max_wait),
+            bool(state["trusted"]),
+            min(float(state["longest"]), self.max_wait),
+            int(state["window_from"]),
+            None if remaining is None else int(remaining),
+            None if state["reset_at"] is None else min(to_local(float(state["reset_at"])), now + self.max_wait),
+            None if opened is None else (int(opened[0]), min(to_local(float(opened[1])), now + OFFSET_TOLERANCE)),
+        )
+        (self.limit, self.window, self._trusted, self._longest, self._window_from, self._remaining,
+         self._reset_at, self._opened) = values
+
     @property
     def interval(self) -> float:
         """Seconds between the starts of two requests at the announced pace."""
         return self.window / self.limit if self.window and self.limit else 0.0
 
-    def ready_at(self, now: float, issued: int, in_flight: set[int]) -> Optional[float]:
+    def ready_at(self, now: float, issued: int, in_flight: Collection[int]) -> Optional[float]:
         """When the window's budget admits another request (None: it does not constrain it)."""
         if self.limit is None or self._remaining is None:
             return None
@@ -151,13 +191,13 @@ class AnnouncedBudget:
             self._reset_at = now + self.max_wait
         return self._reset_at
 
-    def unanswered(self, ticket: Ticket) -> None:
-        """A request ended without an answer: it may have reached the API, no answer said otherwise."""
-        if self._remaining is not None and ticket.seq >= self._window_from:
+    def unanswered(self, seq: int) -> None:
+        """Request `seq` ended without an answer: it may have reached the API, no answer said otherwise."""
+        if self._remaining is not None and seq >= self._window_from:
             self._remaining -= 1
 
     def heed(self, ticket: Ticket, status: Optional[int], headers: Mapping[str, str], now: float,
-             in_flight: set[int]) -> bool:
+             in_flight: Collection[int]) -> bool:
         """Learns what an answer announces; whether it announced a limit."""
         try:
             announced = read_limit(headers, self._wall_clock())
@@ -208,7 +248,8 @@ class AnnouncedBudget:
             self._reset_at = latest if self._reset_at is None else min(self._reset_at, latest)
         return True
 
-    def _open_window(self, first_seq: int, remaining: int, reset_at: Optional[float], in_flight: set[int]) -> None:
+    def _open_window(self, first_seq: int, remaining: int, reset_at: Optional[float],
+                     in_flight: Collection[int]) -> None:
         """Count in a new window from request `first_seq` on: the requests sent before it and still
         unanswered may reach the API in it, so they are spent from its budget now."""
         self._remaining = remaining - _unanswered_before(first_seq, in_flight)
@@ -235,7 +276,7 @@ class AnnouncedBudget:
             self.window = max(self.window or 0.0, sample)
 
 
-def _unanswered_before(seq: int, in_flight: set[int]) -> int:
+def _unanswered_before(seq: int, in_flight: Collection[int]) -> int:
     """Requests sent before request `seq` and not answered yet."""
     return sum(1 for sent in in_flight if sent < seq)
 
@@ -247,14 +288,23 @@ class Throttle:
     `acquire` before a request is sent (it blocks until the request may go), `release` once its
     answer is in (or it failed without one). It holds the pace (the announced limit's, or the
     ceiling's), the announced budget, a pause ordered by a Retry-After, and the requests allowed in
-    flight: ANALYTICS_MAX_CONCURRENCY, dropped to one by a 429 and grown back by one per round of
+    flight: ANALYTICS_MAX_CONCURRENCY, and after a 429 one, grown back by one per round of
     successes. Requests waiting go in order of priority (the attempt number: retries first), then
     of arrival.
+
+    With a `shared` budget (`shared_budget.py`), all but the sync's own requests in flight and its
+    queue are the state of every throttle calling the API with the same client, in any process of
+    the deployment: each decision reads that state under its lock and writes it back, so the
+    pace, the window's count, a pause and the allowance after a 429 hold for all of them together,
+    and a process's first waiting request yields to a retry waiting in another. Should the shared
+    budget fail (its lock held too long, its file no longer writable), the throttle goes on alone
+    with what it knew, and says so.
     """
 
     def __init__(self, max_wait: float, max_per_second: Optional[float] = None, max_in_flight: Optional[int] = None,
                  warn: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time, say: Optional[Callable[[str], None]] = None) -> None:
+                 wall_clock: Callable[[], float] = time.time, shared: Optional[SharedBudget] = None,
+                 say: Optional[Callable[[str], None]] = None) -> None:
         self.max_wait = max_wait
         self._say = say  # a line for the run's log when requests pause longer than SAID_PAUSE
         self._said_until = -math.inf  # the end of the last pause said
@@ -263,16 +313,37 @@ class Throttle:
         self._warn = warn
         self._warned: set[str] = set()
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._shared = shared
+        self.owner = shared.owner if shared is not None else "this sync"
         self._condition = threading.Condition()
-        self._queue: list[tuple[int, int]] = []  # (-priority, arrival) of the requests waiting
+        self._queue: list[tuple[int, int]] = []  # (-priority, arrival) of this sync's requests waiting
         self._arrivals = itertools.count()
+        self._mine: dict[int, float] = {}  # seq -> start of this sync's requests sent and not yet answered
+        # The wall clock less this clock, to read and write the shared state's instants: kept while it
+        # holds to a millisecond, so that an instant read twice reads the same (at 1.8e9 s a double
+        # holds a quarter of a microsecond, and the two clocks are never read at the same moment).
+        self._offset = wall_clock() - clock()
+        self.budget = AnnouncedBudget(max_wait, self._warn_once, wall_clock)
+        # What every process calling the API has in common, when it is shared: the requests sent
+        # (numbered in the order they went), those unanswered (seq -> holder, start), and who waits.
         self._issued = 0
-        self._in_flight: set[int] = set()  # seqs of the requests sent and not yet answered
+        self._in_flight: dict[int, tuple[str, float]] = {}
+        self._waiting: dict[str, tuple[int, float]] = {}  # holder -> (priority, since) of its first waiting request
+        self._forget_common()
+
+    def _forget_common(self) -> None:
+        """What the API made of the requests so far: the pace, a pause, the allowance after a 429
+        and the announced budget, as before the first answer."""
         self._last_start = -math.inf
         self._paused_until = -math.inf
-        self._allowed = max_in_flight  # requests allowed in flight now; None: no cap
+        # Requests allowed in flight in all (None: no cap but each sync's own): one after a 429, grown
+        # back by one per round of successes. Shared, it starts at what this sync may have in flight,
+        # so that syncs starting together start as one would (against a silent limiter, N times as
+        # many requests at once would be refused N times as often), and grows as the API answers.
+        self._allowed: Optional[int] = self.max_in_flight if self._shared is not None else None
         self._successes = 0  # since the allowance last grew
-        self.budget = AnnouncedBudget(max_wait, self._warn_once, wall_clock)
+        self.budget.forget()
 
     # --- the two calls of a request ------------------------------------------------------------
 
@@ -287,16 +358,22 @@ class Throttle:
             heapq.heappush(self._queue, me)
             try:
                 while True:
-                    now = self._clock()
                     timeout: Optional[float] = None  # not our turn, or capped in flight: until told
                     if self._queue[0] == me:
-                        ready = self._ready_at(now)
-                        if ready is not None and ready <= now:
-                            break
-                        timeout = None if ready is None else ready - now
-                        if timeout is not None and timeout > SAID_PAUSE and ready > self._said_until + SAID_PAUSE:
+                        with self._shared_state():
+                            now = self._clock()
+                            ready = self._ready_at(now, priority)
+                            if ready is not None and ready <= now:
+                                ticket = self._issue(now, started)
+                                break
+                            self._wait_in_line(priority, now)
+                        if ready is not None and ready - now > SAID_PAUSE and ready > self._said_until + SAID_PAUSE:
                             self._said_until = ready
                             self._say_pause(now, ready)
+                        if self._shared is not None:  # other processes tell nothing: look again soon
+                            timeout = POLL_SECONDS if ready is None else min(ready - now, NAP_SECONDS)
+                        elif ready is not None:
+                            timeout = ready - now
                     self._condition.wait(timeout)
             except BaseException:
                 self._queue.remove(me)
@@ -304,10 +381,6 @@ class Throttle:
                 self._condition.notify_all()
                 raise
             heapq.heappop(self._queue)
-            self._issued += 1
-            self._in_flight.add(self._issued)
-            self._last_start = now
-            ticket = Ticket(self._issued, now, now - started)
             self._condition.notify_all()
         return ticket
 
@@ -317,24 +390,152 @@ class Throttle:
         if it failed without an answer). Every answer counts: the headers are the API's current
         budget, a Retry-After is addressed to the client as a whole, and a 429 means the pace was
         wrong. Must be called for every ticket, or the requests in flight are miscounted."""
-        now = self._clock()
         with self._condition:
-            self._in_flight.discard(ticket.seq)
-            if headers is None or not self.budget.heed(ticket, status, headers, now, self._in_flight):
-                self.budget.unanswered(ticket)
-            if retry_after is not None and status in (429, 503):
-                # The server asked the client, not one request, to wait: every request waits.
-                self._paused_until = max(self._paused_until, now + min(max(retry_after, 0.0), self.max_wait))
-            if status == 429:
-                self._allowed, self._successes = 1, 0
-            elif status is not None and status < 400 and self._allowed != self.max_in_flight:
-                self._successes += 1
-                if self._successes >= self._allowed:
-                    self._allowed, self._successes = self._grown(self._allowed + 1), 0
+            with self._shared_state():
+                now = self._clock()
+                self._in_flight.pop(ticket.seq, None)
+                self._mine.pop(ticket.seq, None)
+                if headers is None or not self.budget.heed(ticket, status, headers, now, self._in_flight):
+                    self.budget.unanswered(ticket.seq)
+                if retry_after is not None and status in (429, 503):
+                    # The server asked the client, not one request, to wait: every request waits.
+                    self._paused_until = max(self._paused_until, now + min(max(retry_after, 0.0), self.max_wait))
+                if status == 429:
+                    self._allowed, self._successes = 1, 0
+                elif status is not None and status < 400 and self._allowed is not None:
+                    self._successes += 1
+                    if self._successes >= self._allowed:
+                        self._allowed, self._successes = self._grown(self._allowed + 1), 0
             self._condition.notify_all()
 
+    def close(self) -> None:
+        """Lets go of the shared budget (the sync is over)."""
+        with self._condition:
+            if self._shared is not None:
+                self._shared.close()
+
     def _grown(self, allowed: int) -> Optional[int]:
-        return allowed if self.max_in_flight is None or allowed < self.max_in_flight else self.max_in_flight
+        """The allowance after a round of successes: no cap once it reaches what the sync may have in
+        flight anyway; shared, once it reaches what any sync may (other processes' syncs may have
+        more in flight than this one)."""
+        bound = MAX_ALLOWANCE if self._shared is not None else self.max_in_flight
+        return None if bound is not None and allowed >= bound else allowed
+
+    def _issue(self, now: float, started: float) -> Ticket:
+        self._issued += 1
+        self._in_flight[self._issued] = (self.owner, now)
+        self._mine[self._issued] = now
+        self._waiting.pop(self.owner, None)
+        self._last_start = now
+        return Ticket(self._issued, now, now - started)
+
+    def _wait_in_line(self, priority: int, now: float) -> None:
+        """Tells the other processes that this sync's first request is waiting, and how urgent it is:
+        a retry there goes before first attempts here. Not while this sync's own cap holds it."""
+        if self._shared is not None and not self._capped_here():
+            self._waiting[self.owner] = (priority, now)
+
+    # --- the state shared with other processes --------------------------------------------------
+
+    @contextmanager
+    def _shared_state(self) -> Iterator[None]:
+        """Around a decision: the state every process has in common, read under the shared budget's
+        lock and written back before it is let go; nothing without a shared budget."""
+        shared = self._shared
+        if shared is None:
+            yield
+            return
+        try:
+            stored = shared.lock()
+        except BudgetUnavailable as error:
+            self._go_alone(error)
+            yield
+            return
+        try:
+            self._restore(stored)
+            yield
+            shared.write(self._dump())
+        except BudgetUnavailable as error:
+            self._go_alone(error)
+        finally:
+            shared.unlock()
+
+    def _restore(self, stored: Mapping[str, Any]) -> None:
+        """Takes the stored state as this throttle's own. Requests of processes that are gone, or out
+        longer than any request may be, no longer count as in flight (nor does anything of a state
+        no process has written for longer than ANALYTICS_MAX_RETRY_WAIT: every window and pause it
+        knew has ended). An empty or malformed state is taken as what this throttle knew."""
+        wall_now, now = self._wall_clock(), self._clock()
+        if abs(wall_now - now - self._offset) > OFFSET_TOLERANCE:  # the wall clock was set, or slewed that far
+            self._offset = wall_now - now
+        if not stored:
+            return
+        shared = self._shared
+        assert shared is not None
+        try:
+            in_flight, lapsed = {}, []
+            for seq_text, (owner, sent) in stored["in_flight"].items():
+                seq = int(seq_text)
+                if owner == self.owner:
+                    continue  # this sync's own are those it holds (`_mine`)
+                if shared.lease_over(str(owner), float(sent), wall_now):
+                    lapsed.append(seq)
+                else:
+                    in_flight[seq] = (str(owner), min(float(sent) - self._offset, now + OFFSET_TOLERANCE))
+            in_flight.update({seq: (self.owner, sent) for seq, sent in self._mine.items()})
+            waiting = {str(owner): (int(priority), float(since) - self._offset)
+                       for owner, (priority, since) in stored["waiting"].items()
+                       if owner != self.owner and wall_now - float(since) <= WAITING_LAPSES}
+            issued = max(int(stored["issued"]), self._issued)
+            fresh = wall_now - float(stored["updated"]) <= self.max_wait
+            common = (_instant(stored["last_start"], self._to_local, now, OFFSET_TOLERANCE),
+                      _instant(stored["paused_until"], self._to_local, now, self.max_wait),
+                      None if stored["allowed"] is None else max(1, int(stored["allowed"])),
+                      int(stored["successes"])) if fresh else None
+            if fresh:
+                self.budget.restore(stored["budget"], self._to_local, now)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            return  # not a state this version wrote: this throttle's own is written over it
+        if common is None:
+            self._forget_common()
+        else:
+            self._last_start, self._paused_until, self._allowed, self._successes = common
+        own = self._waiting.get(self.owner)
+        self._in_flight, self._issued = in_flight, issued
+        self._waiting = {**waiting, **({self.owner: own} if own else {})}
+        for seq in lapsed:  # sent, never answered: it may have reached the API
+            self.budget.unanswered(seq)
+
+    def _dump(self) -> dict[str, Any]:
+        to_wall = self._to_wall
+        return {
+            "updated": self._clock() + self._offset,
+            "issued": self._issued,
+            "in_flight": {str(seq): [owner, to_wall(sent)] for seq, (owner, sent) in self._in_flight.items()},
+            "last_start": None if self._last_start == -math.inf else to_wall(self._last_start),
+            "paused_until": None if self._paused_until == -math.inf else to_wall(self._paused_until),
+            "allowed": self._allowed,
+            "successes": self._successes,
+            "waiting": {owner: [priority, to_wall(since)] for owner, (priority, since) in self._waiting.items()},
+            "budget": self.budget.snapshot(to_wall),
+        }
+
+    def _to_wall(self, instant: float) -> float:
+        return instant + self._offset
+
+    def _to_local(self, instant: float) -> float:
+        return instant - self._offset
+
+    def _go_alone(self, error: BudgetUnavailable) -> None:
+        """The shared budget failed: from now on this throttle decides alone, from what it knew, and
+        the run's log says so. Other processes' requests in flight and waiting are no longer seen."""
+        self._shared = None
+        self._in_flight = {seq: (self.owner, sent) for seq, sent in self._mine.items()}
+        self._waiting = {}
+        if self._allowed is not None and self.max_in_flight is not None and self._allowed >= self.max_in_flight:
+            self._allowed = None
+        if self._warn is not None:
+            self._warn(str(error))
 
     # --- what the state says ---------------------------------------------------------------------
 
@@ -352,7 +553,13 @@ class Throttle:
     @property
     def allowed_in_flight(self) -> Optional[int]:
         """Requests that may be in flight now (None: no cap): what is worth sending ahead."""
-        return self._allowed
+        caps = [cap for cap in (self.max_in_flight, self._allowed) if cap is not None]
+        return min(caps) if caps else None
+
+    @property
+    def shared(self) -> bool:
+        """Whether the budget is shared with other processes (it may stop being, should it fail)."""
+        return self._shared is not None
 
     @property
     def waiting(self) -> int:
@@ -363,14 +570,20 @@ class Throttle:
     def delay(self) -> float:
         """Seconds until the next request may go (inf while it waits for an answer in flight):
         the throttle's decision, without waiting for it."""
-        with self._condition:
+        with self._condition, self._shared_state():
             now = self._clock()
             ready = self._ready_at(now)
             return math.inf if ready is None else max(0.0, ready - now)
 
-    def _ready_at(self, now: float) -> Optional[float]:
-        """When the next request may go; None while the requests in flight are all that may be."""
-        if self._allowed is not None and len(self._in_flight) >= self._allowed:
+    def _capped_here(self) -> bool:
+        return self.max_in_flight is not None and len(self._mine) >= self.max_in_flight
+
+    def _ready_at(self, now: float, priority: int = 1) -> Optional[float]:
+        """When the next request may go; None while the requests in flight are all that may be (or,
+        shared, while a retry of another process waits)."""
+        if self._capped_here() or (self._allowed is not None and len(self._in_flight) >= self._allowed):
+            return None
+        if any(urgency > priority for owner, (urgency, _) in self._waiting.items() if owner != self.owner):
             return None
         ready = max(self._last_start + self.interval, self._paused_until)
         budget_ready = self.budget.ready_at(now, self._issued, self._in_flight)
@@ -400,3 +613,8 @@ class Throttle:
             return
         self._warned.add(kind)
         self._warn(message)
+
+
+def _instant(value: Any, to_local: Callable[[float], float], now: float, ahead: float) -> float:
+    """A stored instant on this clock, at most `ahead` seconds from now (None: never)."""
+    return -math.inf if value is None else min(to_local(float(value)), now + ahead)

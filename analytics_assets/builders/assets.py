@@ -32,6 +32,7 @@ from ..api.client import ApiClient
 from ..api.config import Resource
 from ..api.instance import ApiInstance
 from ..api.names import CURSOR_AT, column, table
+from ..api.shared_budget import deployment_folder
 from ..api.source import build_source
 from ..api.stats import SyncStats
 from ..api.totals import day_totals
@@ -217,7 +218,8 @@ def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefiniti
         stats = SyncStats(progress=context.log.info, warning=context.log.warning)
         try:
             pipeline = warehouse.pipeline(context.run.run_id, instance)
-            with ApiClient(definition, settings, stats) as client, private_files():
+            budget_folder = deployment_folder(context.instance.root_directory)  # the deployment's runs share it
+            with ApiClient(definition, settings, stats, budget_folder=budget_folder) as client, private_files():
                 wait = warehouse.settings().warehouse_lock_wait
                 selected = [key.path[-1] for key in context.selected_asset_keys]
                 source = build_source(client, window).with_resources(*selected)

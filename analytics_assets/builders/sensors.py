@@ -42,6 +42,7 @@ from dagster import (
 from ..api.instance import ApiInstance
 from ..window import Window
 from ..api.client import ApiClient
+from ..api.shared_budget import deployment_folder
 from ..api.stats import SyncStats
 from ..api.names import CURSOR_AT, table
 from ..api.totals import countable, day_totals, total_path
@@ -90,7 +91,8 @@ def build_reconcile_sensor(instance: ApiInstance, partitions_def: TimeWindowPart
         if not days:
             return SensorResult(skip_reason="No daily partition has ended yet.")
         with ApiClient(definition, settings.model_copy(update={"max_concurrency": 1}),
-                       SyncStats(warning=context.log.warning)) as client:
+                       SyncStats(warning=context.log.warning),
+                       budget_folder=deployment_folder(context.instance.root_directory)) as client:
             totals = {resource.name: day_totals(client, resource, days) for resource in definition.config.selected}
         try:
             rows = table_rows(warehouse, instance, days, context.log.info)
