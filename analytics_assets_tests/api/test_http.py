@@ -195,7 +195,9 @@ def test_a_name_that_does_not_resolve_fails_at_once_naming_the_host(syncer):
     settings = Settings(api_base_url="https://analytics-api.invalid", client_id="id", client_secret="secret",
                         http_timeout=2.0, backoff_factor=0.05)
     started = time.monotonic()
-    with pytest.raises(HostNotFound, match="'analytics-api.invalid' is unreachable: it does not resolve.*ANALYTICS_TOKEN_URL"):
+    # The token URL is the base URL's /oauth/token: the variable to fix is the base URL's.
+    with pytest.raises(HostNotFound, match="'analytics-api.invalid' is unreachable: it does not resolve.*"
+                                           r"ANALYTICS_API_BASE_URL \(the token URL defaults to the base URL's"):
         syncer.run(None, settings=settings)
     assert time.monotonic() - started < 5, "a name that does not resolve is not retried"
 
