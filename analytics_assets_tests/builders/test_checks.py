@@ -26,8 +26,7 @@ def test_checks_pass_after_a_materialization(dagster_api, warehouse):
     assert {name: e.passed for name, e in evaluations.items()} == {
         "id_unique": True, "required_columns_not_null": True, "window_complete": True,
         "record_count_matches_table": True,
-        "freshness_check": False,  # 2026-11-18 is not the latest day: the check is about the latest
-    }
+    }, "freshness is judged by its sensor from the data, not as a step of the sync"
     complete = evaluations["window_complete"].metadata
     assert complete["api_total"].value == complete["fetched_distinct_ids"].value == complete["rows_of_this_load"].value > 0
 
@@ -100,8 +99,10 @@ def test_freshness_check_fails_for_a_missing_day_and_passes_after_the_sync(dagst
     stale = checks_of(run_checks_only(instance))["freshness_check"]
     day = latest_expected_day()
     assert not stale.passed and f"expected partition {day} to have arrived" in stale.description
-    evaluations = checks_of(run_job(day, instance=instance))
-    assert evaluations["freshness_check"].passed, day
+    assert run_job(day, instance=instance).success
+    fresh = checks_of(run_checks_only(instance))["freshness_check"]  # as the freshness sensor runs it
+    assert fresh.passed, day
+    assert "12:00 UTC" in fresh.description, "the rule is in the result"
 
 
 def run_summary_check(instance):
@@ -149,3 +150,49 @@ def test_a_duplicate_served_in_place_of_a_record_fails_window_complete(make_api,
     assert not evaluation.passed
     assert metadata["api_total"].value == 60 and metadata["fetched_distinct_ids"].value == 59
     assert metadata["rows_of_this_load"].value == 59 and metadata["ids_missing"].value == 1
+
+
+def test_a_failed_sync_leaves_the_tables_health_as_the_data_has_it(dagster_api, warehouse):
+    """A healthy table, then a sync that fails (the API is down) and changes nothing. Freshness is
+    no step of the sync; the checks the failed run planned and never ran (Dagster records them as
+    "execution failed") are judged again by `analytics_freshness` on the table as it is, and pass;
+    the sensor does not judge them again once its own run has."""
+    from dagster import AssetCheckKey, DagsterEventType, build_sensor_context
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+    from dagster._core.storage.tags import SENSOR_NAME_TAG
+
+    from analytics_assets.builders.sensors import RECHECK_TAG
+
+    instance = DagsterInstance.ephemeral()
+    assert run_job("2026-11-18", instance=instance).success
+    before = query(warehouse, "SELECT count(*) FROM analytics.resource_name")[1]
+    dagster_api.stop()
+    failed = run_job("2026-11-18", instance=instance)
+    assert not failed.success
+    assert query(warehouse, "SELECT count(*) FROM analytics.resource_name")[1] == before
+    planned = {entry.dagster_event.event_specific_data.check_name for entry in instance.all_logs(
+        failed.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED)}
+    assert {"id_unique", "window_complete", "required_columns_not_null"} <= planned
+    assert "freshness_check" not in planned
+    assert not failed.get_asset_check_evaluations(), "the failed sync's checks were skipped, none judged"
+
+    left = {AssetCheckKey(TABLE, name) for name in ("id_unique", "window_complete", "required_columns_not_null")} | {
+        AssetCheckKey(AssetKey(["analytics", "resource_name_daily_summary"]), "record_count_matches_table")}
+    repository = build_defs().get_repository_def()
+    sensor = repository.get_sensor_def("analytics_freshness")
+    (request,) = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
+    assert left <= set(request.asset_check_keys)
+    assert request.tags[RECHECK_TAG] == failed.run_id
+
+    job = define_asset_job("sensor_run", selection=AssetSelection.checks(*request.asset_check_keys))
+    merged = Definitions.merge(build_defs(), Definitions(jobs=[job]))
+    merged.resolve_job_def("sensor_run").execute_in_process(
+        instance=instance, tags={**request.tags, SENSOR_NAME_TAG: "analytics_freshness"}, raise_on_error=False)
+    latest = instance.event_log_storage.get_asset_check_summary_records(list(left))
+    for key, summary in latest.items():
+        record = summary.last_check_execution_record
+        assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED, key
+        assert record.evaluation.passed, key
+
+    again = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
+    assert not left & {key for request in again for key in request.asset_check_keys}, "judged once"
