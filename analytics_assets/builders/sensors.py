@@ -235,7 +235,7 @@ def build_freshness_sensor(instance: ApiInstance, freshness_checks: Sequence[Ass
 def left_unjudged(instance: DagsterInstance, keys: Sequence[AssetCheckKey], sensor_name: str) -> dict[str, list]:
     """The checks among `keys` whose latest execution is one a failed run planned and never
     recorded (its step skipped after an upstream failure, or never reached), by run; those of
-    runs this sensor launched left out."""
+    runs this sensor launched, and those of assets never materialized, left out."""
     left: dict[str, list] = {}
     for key, summary in instance.event_log_storage.get_asset_check_summary_records(list(keys)).items():
         latest = summary.last_check_execution_record
@@ -244,5 +244,7 @@ def left_unjudged(instance: DagsterInstance, keys: Sequence[AssetCheckKey], sens
         run = instance.get_run_by_id(latest.run_id)
         if run is None or run.status != DagsterRunStatus.FAILURE or run.tags.get(SENSOR_NAME_TAG) == sensor_name:
             continue
+        if instance.get_latest_materialization_event(key.asset_key) is None:
+            continue  # nothing to judge yet: the asset has never been materialized
         left.setdefault(run.run_id, []).append(key)
     return left

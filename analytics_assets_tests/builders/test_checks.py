@@ -196,3 +196,18 @@ def test_a_failed_sync_leaves_the_tables_health_as_the_data_has_it(dagster_api, 
 
     again = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
     assert not left & {key for request in again for key in request.asset_check_keys}, "judged once"
+
+
+def test_a_failed_first_sync_leaves_nothing_to_judge_again(dagster_api):
+    """A table never materialized has nothing a check could judge: a failed first sync's checks
+    are not run again by the sensor (they would fail on a table that does not exist)."""
+    from dagster import build_sensor_context
+
+    instance = DagsterInstance.ephemeral()
+    dagster_api.stop()
+    assert not run_job("2026-11-18", instance=instance).success
+    repository = build_defs().get_repository_def()
+    sensor = repository.get_sensor_def("analytics_freshness")
+    requests = sensor.evaluate_tick(build_sensor_context(
+        instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
+    assert {key.name for request in requests for key in request.asset_check_keys} <= {"freshness_check"}
