@@ -299,7 +299,7 @@ def sync_events(context: AssetExecutionContext, instance: ApiInstance, result: M
     counts = stats.of(resource.name)
     metadata = dict(result.metadata or {})
     day_entries = {f"{ROWS_OF_DAY}{day}" for day in context.partition_keys} | {
-        f"{PREVIEW_OF_DAY}{day}" for day in context.partition_keys}
+        f"{PREVIEW_OF_DAY}{day}" for day in context.partition_keys} | {"preview"}
     table_entries = {name: metadata[name] for name in TABLE_ENTRIES if name in metadata}
     drift = sorted(stats.drift_columns.get(resource.name, ()))
     yield AssetObservation(asset_key=result.asset_key, metadata={

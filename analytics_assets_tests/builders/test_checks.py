@@ -46,6 +46,7 @@ def test_duplicate_id_fails_id_unique(materialized, warehouse):
     assert not evaluation.passed
     assert evaluation.metadata["duplicate_ids"].value == 1
     assert evaluation.metadata["first_duplicate_ids"].value == str(victim)
+    assert evaluation.description == f"Failed: 1 key(s) appear on more than one row, e.g. {victim}."
 
 
 def test_null_in_required_column_fails(materialized, warehouse):
@@ -54,6 +55,7 @@ def test_null_in_required_column_fails(materialized, warehouse):
     evaluation = checks_of(run_checks_only(materialized))["required_columns_not_null"]
     assert not evaluation.passed
     assert evaluation.metadata["nulls_in_name"].value == 1 and evaluation.metadata["null_rows"].value == 1
+    assert evaluation.description == "Failed: nulls where the schema forbids them: 1 in `name`."
 
 
 def test_row_lost_after_the_load_fails_window_complete(materialized, warehouse):
@@ -62,6 +64,7 @@ def test_row_lost_after_the_load_fails_window_complete(materialized, warehouse):
     evaluation = checks_of(run_checks_only(materialized))["window_complete"]
     assert not evaluation.passed
     assert evaluation.metadata["ids_missing"].value == 1
+    assert evaluation.description.startswith("Failed: 1 of the ") and "are not in the table" in evaluation.description
 
 
 def test_window_that_never_settles_fails_the_run_before_anything_lands(dagster_api, warehouse):
@@ -132,6 +135,7 @@ def test_summary_check_fails_when_the_model_differs_from_the_table(materialized,
     query(warehouse, damage)
     evaluation = run_summary_check(materialized)
     assert not evaluation.passed and evaluation.metadata["days_differing"].value == 1
+    assert evaluation.description.startswith("Failed: on 1 day(s)") and "2026-11-18" in evaluation.description
     assert "2026-11-18" in evaluation.metadata["differences"].value
 
 
