@@ -215,3 +215,28 @@ def test_a_failed_first_sync_leaves_nothing_to_judge_again(dagster_api):
     requests = sensor.evaluate_tick(build_sensor_context(
         instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
     assert {key.name for request in requests for key in request.asset_check_keys} <= {"freshness_check"}
+
+
+def test_a_failed_materialization_with_every_check_leaves_freshness_to_its_sensor(dagster_api):
+    """The UI's Materialize runs every check of the asset, freshness included: when that run fails,
+    the sensor judges freshness again from the data (Dagster's own sensor would wait for the next
+    deadline or the next materialization, showing it "execution failed" till then)."""
+    from dagster import AssetCheckKey, build_sensor_context
+
+    from analytics_assets.builders.sensors import RECHECK_TAG
+
+    instance = DagsterInstance.ephemeral()
+    assert run_job("2026-11-18", instance=instance).success
+    run_checks_only(instance)  # freshness judged once, as its sensor does
+    dagster_api.stop()
+    ui = define_asset_job("materialize_from_the_ui", selection=AssetSelection.assets(TABLE))
+    merged = Definitions.merge(build_defs(), Definitions(jobs=[ui]))
+    failed = merged.resolve_job_def("materialize_from_the_ui").execute_in_process(
+        instance=instance, partition_key="2026-11-18", raise_on_error=False)
+    assert not failed.success
+    repository = build_defs().get_repository_def()
+    sensor = repository.get_sensor_def("analytics_freshness")
+    (request,) = sensor.evaluate_tick(build_sensor_context(
+        instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
+    assert AssetCheckKey(TABLE, "freshness_check") in request.asset_check_keys
+    assert request.tags[RECHECK_TAG] == failed.run_id
