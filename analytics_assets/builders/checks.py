@@ -3,11 +3,15 @@
 window.
 
 Completeness is proven with what dlt records: every row dlt loads carries its load's
-`_dlt_load_id`, and the materialization keeps the load id, the API's `total` for its window and
-how many distinct records the sync fetched. The rows carrying a load id are records that load
+`_dlt_load_id`, and the run records, once (its observation of the table, `assets.sync_events`),
+the load id, the API's `total` for its window and how many distinct records the sync fetched. The rows carrying a load id are records that load
 fetched, so when there are as many as it fetched, every fetched record landed; and a read of the
 window ends only with exactly `total` records, so it fetched at least `total` (more when a record
 left the window while it was read, and was kept as read).
+
+A check that fails says why in its result's description. The checks are steps of their own,
+skipped when the sync before them fails; the `<name>_freshness` sensor judges again those a failed
+run left unjudged (sensors.build_freshness_sensor).
 """
 
 from typing import Iterator, Optional, Sequence
