@@ -208,6 +208,15 @@ def run_job(partition: Optional[str] = None, first: Optional[str] = None, last: 
     )
 
 
+def run_figures_of(result, key: tuple[str, ...] = ("analytics", "resource_name")) -> dict:
+    """The figures a run recorded once for a table (its observation of it; the days' own are on
+    their materializations)."""
+    observations = [event.event_specific_data.asset_observation for event in result.get_asset_observation_events()]
+    (metadata,) = [o.metadata for o in observations if tuple(o.asset_key.path) == key and "dlt_load_id" in o.metadata] \
+        or [{}]
+    return metadata
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]

@@ -198,3 +198,24 @@ def test_missing_secret_fails_the_run_naming_the_variable(dagster_api, monkeypat
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "ANALYTICS_CLIENT_SECRET" in str(failure.step_failure_data.error.message)
+
+
+def test_what_a_user_reads_is_described_and_named():
+    """Every resource has a description in the launchpad (the API's own too), the freshness step
+    has a readable name and its rule in its description, and the job is no step of freshness."""
+    from dagster import AssetCheckKey
+
+    defs = build_defs()
+    repository = defs.get_repository_def()
+    for name, resource in repository.get_top_level_resources().items():
+        assert resource.description, name
+    assert "analytics API's run tunables" in repository.get_top_level_resources()["analytics_api"].description
+    freshness = next(definition for definition in defs.asset_checks
+                     if AssetCheckKey(TABLE, "freshness_check") in definition.check_keys)
+    assert freshness.node_def.name == "analytics_tables_freshness"
+    spec = next(iter(freshness.check_specs))
+    assert "12:00 UTC" in spec.description and "`0 12 * * *`" in spec.description
+    job = defs.resolve_job_def("analytics_job")
+    assert AssetCheckKey(TABLE, "freshness_check") not in job.asset_layer.asset_graph.asset_check_keys
+    assert AssetCheckKey(TABLE, "id_unique") in job.asset_layer.asset_graph.asset_check_keys
+    assert job.description and repository.get_sensor_def("analytics_freshness").description

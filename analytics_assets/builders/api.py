@@ -19,7 +19,7 @@ from .assets import build_table_assets, daily_partitions, endpoint_specs
 from .checks import build_checks, build_freshness_checks
 from .jobs import DAILY_CRON, build_daily_schedule, build_job
 from .models import build_summary, summary_key
-from .resources import AnalyticsApiResource
+from .resources import api_resource
 from .sensors import build_automation_sensor, build_freshness_sensor, build_reconcile_sensor
 
 
@@ -40,22 +40,22 @@ def build_api_defs(instance: ApiInstance, automation: Automation = Automation())
     partitions_def = daily_partitions(settings)
     summary = build_summary(instance, destination) if automation.daily_summary else []
     freshness = build_freshness_checks(instance)
-    job = build_job(instance)
+    job = build_job(instance, freshness)
+    checks = [*(check for resource in instance.definition.config.selected
+                for check in build_checks(instance, resource, destination)), *summary[1:]]
     return Definitions(
         assets=with_source_code_references([
             *endpoint_specs(instance, partitions_def),
             build_table_assets(instance, partitions_def, destination, settings.backfill_days_per_run),
             *summary[:1],
         ]),
-        asset_checks=[*(check for resource in instance.definition.config.selected
-                        for check in build_checks(instance, resource, destination)),
-                      *summary[1:], *freshness],
+        asset_checks=[*checks, *freshness],
         jobs=[job],
         schedules=[build_daily_schedule(instance, job, partitions_def, automation.cron, automation.schedule_running)],
         sensors=[
             build_reconcile_sensor(instance, partitions_def),
-            build_freshness_sensor(instance, freshness),
+            build_freshness_sensor(instance, freshness, [*checks, *freshness]),
             *([build_automation_sensor(instance, AssetSelection.assets(summary_key(instance)))] if summary else []),
         ],
-        resources={instance.resource_key: AnalyticsApiResource()},
+        resources={instance.resource_key: api_resource(instance)},
     )

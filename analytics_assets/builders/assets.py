@@ -11,8 +11,11 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetObservation,
     AssetSpec,
     BackfillPolicy,
+    DagsterEventType,
+    DagsterInstance,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
@@ -47,6 +50,7 @@ from .resources import AnalyticsApiResource, WarehouseResource
 OWNERS = ["team:analytics-engineering"]
 PREVIEW_ROWS = 5
 ROWS_OF_DAY = "rows_of_day:"  # the table's rows of a day, read after the load, until they go on the day's partition
+PREVIEW_OF_DAY = "preview_of_day:"  # the day's first rows, likewise
 
 
 def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
@@ -204,7 +208,7 @@ def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefiniti
         can_subset=True,
         required_resource_keys={"dlt", "warehouse", instance.resource_key},
     )
-    def tables(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
+    def tables(context: AssetExecutionContext) -> Iterator[AssetObservation | MaterializeResult]:
         """Fetch the run's window and merge it: a fresh source per run (dagster-dlt cannot run a
         source twice). The API's own resource (`<name>_api`) holds its run tunables."""
         dlt: AnalyticsDltResource = context.resources.dlt
@@ -242,7 +246,7 @@ def build_table_assets(instance: ApiInstance, partitions_def: PartitionsDefiniti
             raise Failure(description=str(root_cause(error))) from error
         for result in results:
             resource = definition.resource(result.asset_key.path[-1])
-            yield with_sync_metadata(context, result, resource, stats, totals[result.asset_key])
+            yield from sync_events(context, instance, result, resource, stats, totals[result.asset_key])
 
     return tables
 
@@ -265,9 +269,9 @@ def days_api_totals(context: AssetExecutionContext, client: ApiClient, resource:
 
 def with_table_figures(context: AssetExecutionContext, sql: WarehouseSql, pipeline: Any, result: MaterializeResult,
                        resource: Resource) -> MaterializeResult:
-    """What the table holds right after this run's load: each day's rows, the records this load
-    wrote (its rows carrying its `_dlt_load_id`, counted by key), the rows of its child tables, its
-    columns as dlt's schema has them, and a preview."""
+    """What the table holds right after this run's load: each day's rows and first rows, the
+    records this load wrote (its rows carrying its `_dlt_load_id`, counted by key), the rows of its
+    child tables, and its columns as dlt's schema has them."""
     window, name = window_of(context), table(resource.name)
     key = tuple(column(field) for field in resource.key)
     load_id = (result.metadata or {}).get("dlt_load_id", "")
@@ -276,7 +280,6 @@ def with_table_figures(context: AssetExecutionContext, sql: WarehouseSql, pipeli
                 child.startswith(f"{name}{schema.naming.PATH_SEPARATOR}")]
     figures: dict[str, Any] = {
         "run_rows_landed_distinct": MetadataValue.int(sql.distinct_in_load(name, key, load_id)),
-        "preview": _preview(sql, name, key, window if resource.cursor else None),
         "dagster/column_schema": table_schema(resource, schema.tables.get(name, {}).get("columns", {})),
     }
     if children:
@@ -284,44 +287,88 @@ def with_table_figures(context: AssetExecutionContext, sql: WarehouseSql, pipeli
             {child: sql.child_rows_of_load(child, name, load_id) for child in children})
     if resource.cursor:
         rows_by_day = sql.rows_per_day(name, CURSOR_AT, window)
-        figures.update({f"{ROWS_OF_DAY}{day}": MetadataValue.int(rows_by_day.get(day, 0))
-                        for day in context.partition_keys})
+        for day in context.partition_keys:
+            figures[f"{ROWS_OF_DAY}{day}"] = MetadataValue.int(rows_by_day.get(day, 0))
+            figures[f"{PREVIEW_OF_DAY}{day}"] = _preview(sql, name, key, Window.of_days(day))
+    else:
+        figures["preview"] = _preview(sql, name, key, None)
     return MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **figures})
 
 
-def with_sync_metadata(context: AssetExecutionContext, result: MaterializeResult, resource: Resource,
-                       stats: SyncStats, api_totals: Mapping[str, Optional[int]]) -> MaterializeResult:
-    """Each day's own figures on its partition; the run's figures once per materialization, under
-    names that say they are the run's (in a range run, every day's event carries them)."""
+# What stays on each day's materialization besides the day's own figures: what describes the table
+# (the UI's asset overview reads its columns and name from the latest materialization).
+TABLE_ENTRIES = ("dagster/table_name", "dagster/column_schema")
+RUN_FIGURES_MARK = "dlt_load_id"  # the entry that marks the run's observation of a table
+
+
+def sync_events(context: AssetExecutionContext, instance: ApiInstance, result: MaterializeResult, resource: Resource,
+                stats: SyncStats, api_totals: Mapping[str, Optional[int]]) -> Iterator[AssetObservation | MaterializeResult]:
+    """A sync's events for one table: the run's own figures once, then each day's materialization.
+
+    A range run materializes every day of its window, and what Dagster attaches to the run's
+    result goes on each day's event alike: run totals there read, in the UI's plots over
+    partitions, as if each day had had them (5,000 records fetched on each of three days). So a
+    day's materialization holds only what describes that day, first in its list: the rows the
+    table holds for it, the records fetched for it, the API's total for it, its window and its
+    first rows, then the table's name and columns, and a link to the run. The run's totals (the
+    `run_*` figures, the dlt load id and dlt's own entries, the schema drift it saw) go once on an
+    observation of the table without a partition: the run's page lists it among its events, the
+    asset's Events tab shows it beside the days it wrote, and the partition plots, which chart the
+    days' materializations, leave it out. Run tags would hold only text and crowd the run's header.
+    `run_figures` reads it back (the `window_complete` check does).
+
+    The API's endpoint is observed too, for each day of the run (the API's total and the table's
+    rows of that day), as the reconcile sensor does each hour: it is current after every sync."""
     window = window_of(context)
     counts = stats.of(resource.name)
     metadata = dict(result.metadata or {})
-    for partition_key in context.partition_keys:
-        day = Window.of_days(partition_key)
-        day_metadata = {"window_start": MetadataValue.timestamp(day.start), "window_end": MetadataValue.timestamp(day.end)}
-        if resource.cursor:  # a resource read whole has no day of its own
-            day_metadata = {
-                "records_fetched": MetadataValue.int(counts.by_day.get(partition_key, 0)),
-                "dagster/partition_row_count": metadata.pop(f"{ROWS_OF_DAY}{partition_key}"),
-                **day_metadata,
-            }
-        if api_totals.get(partition_key) is not None:
-            day_metadata["api_total"] = MetadataValue.int(api_totals[partition_key])
-        context.add_asset_metadata(day_metadata, asset_key=result.asset_key, partition_key=partition_key)
+    day_entries = {f"{ROWS_OF_DAY}{day}" for day in context.partition_keys} | {
+        f"{PREVIEW_OF_DAY}{day}" for day in context.partition_keys} | {"preview"}
+    table_entries = {name: metadata[name] for name in TABLE_ENTRIES if name in metadata}
     drift = sorted(stats.drift_columns.get(resource.name, ()))
-    metadata = {
-        **metadata,
-        "run": MetadataValue.dagster_run(context.run.run_id),
+    yield AssetObservation(asset_key=result.asset_key, metadata={
         "run_window_start": MetadataValue.timestamp(window.start),
         "run_window_end": MetadataValue.timestamp(window.end),
+        "run_days": MetadataValue.text(", ".join(context.partition_keys) if len(context.partition_keys) < 4 else
+                                       f"{context.partition_keys[0]}..{context.partition_keys[-1]} "
+                                       f"({len(context.partition_keys)} days)"),
         **{f"run_{name}": value for name, value in stats.as_metadata().items()},
         "run_records_fetched_distinct": MetadataValue.int(stats.distinct_ids(resource.name)),
         "run_records_kept_distinct": MetadataValue.int(stats.distinct_kept(resource.name)),
         "run_records_past_window_end": MetadataValue.int(counts.past_end),
         "run_api_total": MetadataValue.int(counts.api_total if counts.api_total is not None else counts.records),
         "schema_drift": MetadataValue.text(", ".join(drift) if drift else "none"),
-    }
-    return MaterializeResult(asset_key=result.asset_key, metadata=metadata)
+        **{name: value for name, value in metadata.items() if name not in day_entries and name not in table_entries},
+    })
+    for partition_key in context.partition_keys:
+        day = Window.of_days(partition_key)
+        day_metadata: dict[str, Any] = {}
+        if resource.cursor:  # a resource read whole has no day of its own
+            day_metadata["dagster/partition_row_count"] = metadata[f"{ROWS_OF_DAY}{partition_key}"]
+            day_metadata["records_fetched"] = MetadataValue.int(counts.by_day.get(partition_key, 0))
+        if api_totals.get(partition_key) is not None:
+            day_metadata["api_total"] = MetadataValue.int(api_totals[partition_key])
+        day_metadata["window_start"] = MetadataValue.timestamp(day.start)
+        day_metadata["window_end"] = MetadataValue.timestamp(day.end)
+        day_metadata["preview"] = metadata.get(f"{PREVIEW_OF_DAY}{partition_key}", metadata.get("preview"))
+        context.add_asset_metadata({**day_metadata, **table_entries, "run": MetadataValue.dagster_run(context.run.run_id)},
+                                   asset_key=result.asset_key, partition_key=partition_key)
+        if resource.cursor and api_totals.get(partition_key) is not None:
+            yield AssetObservation(asset_key=endpoint_key(instance, resource.name),
+                                   partition=partition_key, metadata={
+                                       "api_total": MetadataValue.int(api_totals[partition_key]),
+                                       "table_rows": metadata[f"{ROWS_OF_DAY}{partition_key}"]})
+    yield MaterializeResult(asset_key=result.asset_key)
+
+
+def run_figures(instance: DagsterInstance, key: AssetKey, run_id: str) -> Mapping[str, Any]:
+    """The figures the run `run_id` recorded once for the table `key` (see `sync_events`): its
+    observation of the table; empty when it recorded none."""
+    for entry in reversed(instance.all_logs(run_id, of_type=DagsterEventType.ASSET_OBSERVATION)):
+        observation = entry.asset_observation
+        if observation and observation.asset_key == key and RUN_FIGURES_MARK in observation.metadata:
+            return observation.metadata
+    return {}
 
 
 def _preview(sql: WarehouseSql, name: str, key: tuple[str, ...], window: Optional[Window]) -> Any:

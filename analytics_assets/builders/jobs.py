@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from dagster import (
+    AssetChecksDefinition,
     AssetSelection,
     DefaultScheduleStatus,
     ScheduleDefinition,
@@ -26,11 +27,18 @@ JOB_NAME = "analytics_job"  # the built-in API's; another API's is `<name>_job`
 DAILY_CRON = "15 0 * * *"
 
 
-def build_job(instance: ApiInstance) -> "UnresolvedAssetJobDefinition":
+def build_job(instance: ApiInstance, freshness_checks: Sequence[AssetChecksDefinition] = ()) -> "UnresolvedAssetJobDefinition":
+    """The API's tables, their checks and its models, without the freshness checks: those are
+    judged by the `<name>_freshness` sensor from the data, so a sync that fails leaves them as they
+    were (a step of a failed run is recorded as failed, whatever it would have found)."""
+    selection = AssetSelection.groups(instance.table_group)
+    if freshness_checks:
+        selection = selection - AssetSelection.checks(*freshness_checks)
     return define_asset_job(
         instance.job_name,
-        selection=AssetSelection.groups(instance.table_group),
-        description=f"Sync the {instance.name} API into the warehouse and rebuild its daily models for the chosen days.",
+        selection=selection,
+        description=f"Sync the {instance.name} API into the warehouse for the chosen days, check the tables and "
+        "rebuild its daily models.",
     )
 
 

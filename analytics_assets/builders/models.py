@@ -154,7 +154,10 @@ def build_summary(instance: ApiInstance, destination: Destination) -> list:
     def record_count_matches_table(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
         with warehouse.sql(context.run.run_id, context.log.info, instance=instance) as sql:
             differing = days_differing(sql, sql.table(SUMMARIZED), cursor, summary)
-        return AssetCheckResult(passed=not differing, metadata={
+        return AssetCheckResult(passed=not differing, description=(
+            f"Failed: on {len(differing)} day(s) the model's record_count differs from the table's rows, e.g. "
+            + ", ".join(f"{day} (model {model or 0}, table {table or 0})" for day, model, table in differing[:3]) + "."
+            if differing else "Every day's record_count equals the table's rows of that day."), metadata={
             "days_differing": MetadataValue.int(len(differing)),
             "differences": MetadataValue.md("\n".join(
                 f"- {day}: model {model or 0}, table {table or 0}" for day, model, table in differing[:20]) or "none"),

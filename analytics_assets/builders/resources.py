@@ -85,6 +85,19 @@ def check_launch(values: dict, resource_key: str) -> None:
                                             for name in LAUNCH_FIELDS})) from None
 
 
+def api_resource(instance: ApiInstance) -> AnalyticsApiResource:  # type: ignore[valid-type]
+    """The resource `<name>_api` of one API, described for the launchpad (Dagster shows a
+    resource's class docstring as its description)."""
+    described = create_model(  # type: ignore[call-overload]
+        f"{''.join(part.title() for part in instance.name.split('_'))}ApiResource",
+        __base__=AnalyticsApiResource, __module__=__name__,
+        __doc__=f"The {instance.name} API's run tunables (concurrency, request rate, retries, timeouts, ...): "
+        "set one in a run's launch config to change it for that run only. Unset, the API's own value applies "
+        f"(its file's `run_defaults`), then the deployment's ANALYTICS_* variable, then the default. The "
+        "API's URLs and credentials are never set here: they come from the deployment's environment.")
+    return described()
+
+
 class WarehouseResource(ConfigurableResource):
     """Where the merged tables live: the deployment's ANALYTICS_DESTINATION (a DuckDB file at
     ANALYTICS_DUCKDB_PATH by default), with credentials found by dlt. Nothing here is open to a

@@ -13,7 +13,8 @@ day is synced, which moves it (a record deleted upstream stays too: merges do no
 cannot show a late change that keeps every day's count; the schedule's next sync of that day would.
 
 `<name>_automation` makes the API's models follow its tables (their automation conditions), and
-`<name>_freshness` evaluates its freshness checks. Each API has its own sensors.
+`<name>_freshness` judges its tables' freshness from the data, and judges again the checks a failed
+run left unjudged (`build_freshness_sensor`). Each API has its own sensors.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from datetime import datetime, timezone
 from typing import Callable, Optional, Sequence
 
 from dagster import (
+    AssetCheckKey,
+    AssetChecksDefinition,
     AssetObservation,
     AssetSelection,
     AutomationConditionSensorDefinition,
@@ -34,10 +37,14 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     TimeWindowPartitionsDefinition,
     build_sensor_for_freshness_checks,
     sensor,
 )
+
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 from ..api.instance import ApiInstance
 from ..window import Window
@@ -48,6 +55,7 @@ from ..api.names import CURSOR_AT, table
 from ..api.totals import countable, day_totals, total_path
 from ..errors import WarehouseBusy, WarehouseFileError
 from .assets import endpoint_key
+from .checks import FRESHNESS_RULE
 from .resources import AnalyticsApiResource, WarehouseResource
 
 RECONCILE_INTERVAL_SECONDS = 3600
@@ -197,6 +205,57 @@ def build_automation_sensor(instance: ApiInstance, models: AssetSelection) -> Au
                                                description="Materializes the models when the tables they read change.")
 
 
-def build_freshness_sensor(instance: ApiInstance, freshness_checks: list) -> SensorDefinition:
-    return build_sensor_for_freshness_checks(freshness_checks=freshness_checks, name=instance.freshness_sensor,
-                                             default_status=DefaultSensorStatus.RUNNING)
+FRESHNESS_INTERVAL_SECONDS = 30
+RECHECK_TAG = "analytics/checks_left_by_failed_runs"  # the failed runs whose checks a run judges again
+
+
+def build_freshness_sensor(instance: ApiInstance, freshness_checks: Sequence[AssetChecksDefinition],
+                           checks: Sequence[AssetChecksDefinition] = ()) -> SensorDefinition:
+    """`<name>_freshness`: the health of the API's tables judged from their data, whatever the last
+    run did. It runs Dagster's freshness-check sensor (which judges a freshness check when it can
+    have turned overdue, or when the table changed after it failed), and judges again, on the
+    tables as they are, every check of the API (`checks`) that a failed run planned and never
+    ran: Dagster records such a check as "execution failed" (a skipped step of a failed run
+    counts as failed), which would paint a table red that the failed sync never changed. Runs this
+    sensor launched are not judged again, so a check that cannot run is not retried each tick."""
+    dagster_sensor = build_sensor_for_freshness_checks(freshness_checks=freshness_checks, name=instance.freshness_sensor)
+    keys = sorted({spec.key for definition in [*checks, *freshness_checks] for spec in definition.check_specs},
+                  key=lambda key: key.to_user_string())
+
+    @sensor(name=instance.freshness_sensor, minimum_interval_seconds=FRESHNESS_INTERVAL_SECONDS,
+            asset_selection=AssetSelection.checks(*checks, *freshness_checks), default_status=DefaultSensorStatus.RUNNING,
+            description=f"Judges the {instance.name} API's table freshness from the data ({FRESHNESS_RULE}), and "
+            "judges again, on the tables as they are, the checks a failed run left unjudged: a sync that fails "
+            "and changes nothing leaves the tables' health as the data has it.")
+    def freshness(context: SensorEvaluationContext) -> RunRequest | SkipReason:
+        due = dagster_sensor(context)
+        failed_runs = left_unjudged(context.instance, keys, context.sensor_name)
+        wanted = set(due.asset_check_keys or []) if isinstance(due, RunRequest) else set()
+        for run_id, left in failed_runs.items():
+            context.log.info(f"Run {run_id} failed before judging {', '.join(k.to_user_string() for k in left)}: "
+                             "judging them on the tables as they are.")
+            wanted.update(left)
+        if not wanted:
+            return due if isinstance(due, SkipReason) else SkipReason("Nothing to judge.")
+        tags = {RECHECK_TAG: ",".join(sorted(failed_runs))[:255]} if failed_runs else {}
+        return RunRequest(asset_check_keys=sorted(wanted, key=lambda key: key.to_user_string()), tags=tags)
+
+    return freshness
+
+
+def left_unjudged(instance: DagsterInstance, keys: Sequence[AssetCheckKey], sensor_name: str) -> dict[str, list]:
+    """The checks among `keys` whose latest execution is one a failed run planned and never
+    recorded (its step skipped after an upstream failure, or never reached), by run; those of
+    runs this sensor launched, and those of assets never materialized, left out."""
+    left: dict[str, list] = {}
+    for key, summary in instance.event_log_storage.get_asset_check_summary_records(list(keys)).items():
+        latest = summary.last_check_execution_record
+        if latest is None or latest.status != AssetCheckExecutionRecordStatus.PLANNED:
+            continue
+        run = instance.get_run_by_id(latest.run_id)
+        if run is None or run.status != DagsterRunStatus.FAILURE or run.tags.get(SENSOR_NAME_TAG) == sensor_name:
+            continue
+        if instance.get_latest_materialization_event(key.asset_key) is None:
+            continue  # nothing to judge yet: the asset has never been materialized
+        left.setdefault(run.run_id, []).append(key)
+    return left

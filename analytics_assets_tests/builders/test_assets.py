@@ -9,6 +9,7 @@ from analytics_assets_tests.conftest import (
     assert_table_matches,
     day_bounds,
     query,
+    run_figures_of,
     run_job,
     table_checksum,
     table_rows,
@@ -38,15 +39,20 @@ def test_one_partition_lands_exactly_that_day(dagster_api, warehouse):
     assert metadata["window_start"].value == day_bounds("2026-11-17")[0].timestamp()
     assert metadata["window_end"].value == day_bounds("2026-11-17")[1].timestamp()
     assert metadata["run"].value == result.run_id
-    assert metadata["run_pages_fetched"].value == dagster_api.request_count(path="/v1/resource", status=200)
-    assert metadata["run_api_total"].value == len(expected)
-    assert metadata["schema_drift"].value == "none"
+    run = run_figures_of(result)
+    assert run["run_pages_fetched"].value == dagster_api.request_count(path="/v1/resource", status=200)
+    assert run["run_api_total"].value == len(expected)
+    assert run["schema_drift"].value == "none"
     preview = metadata["preview"].value
     assert [c.name for c in preview.schema.columns][:2] == ["id", "name"] and len(preview.records) == 5
 
 
+DAY_FIGURES = ["dagster/partition_row_count", "records_fetched", "api_total", "window_start", "window_end", "preview"]
+
+
 def test_range_is_one_run_and_each_day_reports_its_own_figures(dagster_api, warehouse):
-    """Each day's partition describes that day only; the run's figures are named as the run's."""
+    """Each day's partition describes that day only, its own figures first; the run's figures are
+    recorded once, on the run's observation of the table, and on no day."""
     first_day = dagster_api.records_in_window(*day_bounds("2026-11-15"))
     for record in first_day[:30]:
         dagster_api.delete_record(record["id"])  # days of different sizes
@@ -58,14 +64,24 @@ def test_range_is_one_run_and_each_day_reports_its_own_figures(dagster_api, ware
     assert sorted(by_day) == ["2026-11-15", "2026-11-16", "2026-11-17"]
     for day, metadata in by_day.items():
         held = len(dagster_api.records_in_window(*day_bounds(day)))
+        assert list(metadata)[:len(DAY_FIGURES)] == DAY_FIGURES, day
         assert metadata["records_fetched"].value == held, day
         assert metadata["api_total"].value == held, day
         assert metadata["dagster/partition_row_count"].value == held, day
         assert (metadata["window_start"].value, metadata["window_end"].value) == tuple(
             moment.timestamp() for moment in day_bounds(day))
-        assert metadata["run_records_fetched"].value == metadata["run_api_total"].value == len(served)
-        assert metadata["run_window_start"].value == day_bounds("2026-11-15")[0].timestamp()
+        assert {str(record.data["updated_at"])[:10] for record in metadata["preview"].value.records} == {day}
+        assert set(metadata) == {*DAY_FIGURES, "dagster/table_name", "dagster/column_schema", "run"}, day
     assert by_day["2026-11-15"]["records_fetched"].value != by_day["2026-11-16"]["records_fetched"].value
+    run = run_figures_of(result)
+    assert run["run_records_fetched"].value == run["run_api_total"].value == len(served)
+    assert run["run_window_start"].value == day_bounds("2026-11-15")[0].timestamp()
+    assert run["run_window_end"].value == day_bounds("2026-11-17")[1].timestamp()
+    observations = result.asset_observations_for_node("analytics_tables")
+    assert [o.partition for o in observations if tuple(o.asset_key.path) == TABLE_KEY] == [None], "once per run"
+    endpoint = {o.partition: o.metadata for o in observations if tuple(o.asset_key.path) == ("analytics_api", "resource_name")}
+    assert {day: (m["api_total"].value, m["table_rows"].value) for day, m in endpoint.items()} == {
+        day: (m["api_total"].value,) * 2 for day, m in by_day.items()}, "the API's days are observed by the sync"
     queries = [q for (_, p, q, _) in dagster_api.requests if p == "/v1/resource"]
     pages = {(q["updated_since"], q["updated_until"]) for q in queries if q["limit"] == "100"}
     assert pages == {("2026-11-15T00:00:00Z", "2026-11-18T00:00:00Z")}, "the range is paged as one window"
@@ -198,8 +214,9 @@ def test_summary_stays_equal_to_the_table_after_records_move_between_days(dagste
 def test_schema_drift_is_reported_in_metadata(dagster_api):
     victim = dagster_api.records_in_window(*day_bounds("2026-11-17"))[0]["id"]
     dagster_api.update_record(victim, campaign="spring")
-    metadata = materializations(run_job("2026-11-17"))["2026-11-17"]
-    assert metadata["schema_drift"].value == "campaign"
+    result = run_job("2026-11-17")
+    metadata = materializations(result)["2026-11-17"]
+    assert run_figures_of(result)["schema_drift"].value == "campaign"
     columns = {c.name: c for c in metadata["dagster/column_schema"].schema.columns}
     assert "campaign" in columns and columns["metric_value"].description
     assert "jobs" not in metadata

@@ -26,8 +26,7 @@ def test_checks_pass_after_a_materialization(dagster_api, warehouse):
     assert {name: e.passed for name, e in evaluations.items()} == {
         "id_unique": True, "required_columns_not_null": True, "window_complete": True,
         "record_count_matches_table": True,
-        "freshness_check": False,  # 2026-11-18 is not the latest day: the check is about the latest
-    }
+    }, "freshness is judged by its sensor from the data, not as a step of the sync"
     complete = evaluations["window_complete"].metadata
     assert complete["api_total"].value == complete["fetched_distinct_ids"].value == complete["rows_of_this_load"].value > 0
 
@@ -47,6 +46,7 @@ def test_duplicate_id_fails_id_unique(materialized, warehouse):
     assert not evaluation.passed
     assert evaluation.metadata["duplicate_ids"].value == 1
     assert evaluation.metadata["first_duplicate_ids"].value == str(victim)
+    assert evaluation.description == f"Failed: 1 key(s) appear on more than one row, e.g. {victim}."
 
 
 def test_null_in_required_column_fails(materialized, warehouse):
@@ -55,6 +55,7 @@ def test_null_in_required_column_fails(materialized, warehouse):
     evaluation = checks_of(run_checks_only(materialized))["required_columns_not_null"]
     assert not evaluation.passed
     assert evaluation.metadata["nulls_in_name"].value == 1 and evaluation.metadata["null_rows"].value == 1
+    assert evaluation.description == "Failed: nulls where the schema forbids them: 1 in `name`."
 
 
 def test_row_lost_after_the_load_fails_window_complete(materialized, warehouse):
@@ -63,6 +64,7 @@ def test_row_lost_after_the_load_fails_window_complete(materialized, warehouse):
     evaluation = checks_of(run_checks_only(materialized))["window_complete"]
     assert not evaluation.passed
     assert evaluation.metadata["ids_missing"].value == 1
+    assert evaluation.description.startswith("Failed: 1 of the ") and "are not in the table" in evaluation.description
 
 
 def test_window_that_never_settles_fails_the_run_before_anything_lands(dagster_api, warehouse):
@@ -100,8 +102,10 @@ def test_freshness_check_fails_for_a_missing_day_and_passes_after_the_sync(dagst
     stale = checks_of(run_checks_only(instance))["freshness_check"]
     day = latest_expected_day()
     assert not stale.passed and f"expected partition {day} to have arrived" in stale.description
-    evaluations = checks_of(run_job(day, instance=instance))
-    assert evaluations["freshness_check"].passed, day
+    assert run_job(day, instance=instance).success
+    fresh = checks_of(run_checks_only(instance))["freshness_check"]  # as the freshness sensor runs it
+    assert fresh.passed, day
+    assert "12:00 UTC" in fresh.description, "the rule is in the result"
 
 
 def run_summary_check(instance):
@@ -131,6 +135,7 @@ def test_summary_check_fails_when_the_model_differs_from_the_table(materialized,
     query(warehouse, damage)
     evaluation = run_summary_check(materialized)
     assert not evaluation.passed and evaluation.metadata["days_differing"].value == 1
+    assert evaluation.description.startswith("Failed: on 1 day(s)") and "2026-11-18" in evaluation.description
     assert "2026-11-18" in evaluation.metadata["differences"].value
 
 
@@ -149,3 +154,89 @@ def test_a_duplicate_served_in_place_of_a_record_fails_window_complete(make_api,
     assert not evaluation.passed
     assert metadata["api_total"].value == 60 and metadata["fetched_distinct_ids"].value == 59
     assert metadata["rows_of_this_load"].value == 59 and metadata["ids_missing"].value == 1
+
+
+def test_a_failed_sync_leaves_the_tables_health_as_the_data_has_it(dagster_api, warehouse):
+    """A healthy table, then a sync that fails (the API is down) and changes nothing. Freshness is
+    no step of the sync; the checks the failed run planned and never ran (Dagster records them as
+    "execution failed") are judged again by `analytics_freshness` on the table as it is, and pass;
+    the sensor does not judge them again once its own run has."""
+    from dagster import AssetCheckKey, DagsterEventType, build_sensor_context
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+    from dagster._core.storage.tags import SENSOR_NAME_TAG
+
+    from analytics_assets.builders.sensors import RECHECK_TAG
+
+    instance = DagsterInstance.ephemeral()
+    assert run_job("2026-11-18", instance=instance).success
+    before = query(warehouse, "SELECT count(*) FROM analytics.resource_name")[1]
+    dagster_api.stop()
+    failed = run_job("2026-11-18", instance=instance)
+    assert not failed.success
+    assert query(warehouse, "SELECT count(*) FROM analytics.resource_name")[1] == before
+    planned = {entry.dagster_event.event_specific_data.check_name for entry in instance.all_logs(
+        failed.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED)}
+    assert {"id_unique", "window_complete", "required_columns_not_null"} <= planned
+    assert "freshness_check" not in planned
+    assert not failed.get_asset_check_evaluations(), "the failed sync's checks were skipped, none judged"
+
+    left = {AssetCheckKey(TABLE, name) for name in ("id_unique", "window_complete", "required_columns_not_null")} | {
+        AssetCheckKey(AssetKey(["analytics", "resource_name_daily_summary"]), "record_count_matches_table")}
+    repository = build_defs().get_repository_def()
+    sensor = repository.get_sensor_def("analytics_freshness")
+    (request,) = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
+    assert left <= set(request.asset_check_keys)
+    assert request.tags[RECHECK_TAG] == failed.run_id
+
+    job = define_asset_job("sensor_run", selection=AssetSelection.checks(*request.asset_check_keys))
+    merged = Definitions.merge(build_defs(), Definitions(jobs=[job]))
+    merged.resolve_job_def("sensor_run").execute_in_process(
+        instance=instance, tags={**request.tags, SENSOR_NAME_TAG: "analytics_freshness"}, raise_on_error=False)
+    latest = instance.event_log_storage.get_asset_check_summary_records(list(left))
+    for key, summary in latest.items():
+        record = summary.last_check_execution_record
+        assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED, key
+        assert record.evaluation.passed, key
+
+    again = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
+    assert not left & {key for request in again for key in request.asset_check_keys}, "judged once"
+
+
+def test_a_failed_first_sync_leaves_nothing_to_judge_again(dagster_api):
+    """A table never materialized has nothing a check could judge: a failed first sync's checks
+    are not run again by the sensor (they would fail on a table that does not exist)."""
+    from dagster import build_sensor_context
+
+    instance = DagsterInstance.ephemeral()
+    dagster_api.stop()
+    assert not run_job("2026-11-18", instance=instance).success
+    repository = build_defs().get_repository_def()
+    sensor = repository.get_sensor_def("analytics_freshness")
+    requests = sensor.evaluate_tick(build_sensor_context(
+        instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
+    assert {key.name for request in requests for key in request.asset_check_keys} <= {"freshness_check"}
+
+
+def test_a_failed_materialization_with_every_check_leaves_freshness_to_its_sensor(dagster_api):
+    """The UI's Materialize runs every check of the asset, freshness included: when that run fails,
+    the sensor judges freshness again from the data (Dagster's own sensor would wait for the next
+    deadline or the next materialization, showing it "execution failed" till then)."""
+    from dagster import AssetCheckKey, build_sensor_context
+
+    from analytics_assets.builders.sensors import RECHECK_TAG
+
+    instance = DagsterInstance.ephemeral()
+    assert run_job("2026-11-18", instance=instance).success
+    run_checks_only(instance)  # freshness judged once, as its sensor does
+    dagster_api.stop()
+    ui = define_asset_job("materialize_from_the_ui", selection=AssetSelection.assets(TABLE))
+    merged = Definitions.merge(build_defs(), Definitions(jobs=[ui]))
+    failed = merged.resolve_job_def("materialize_from_the_ui").execute_in_process(
+        instance=instance, partition_key="2026-11-18", raise_on_error=False)
+    assert not failed.success
+    repository = build_defs().get_repository_def()
+    sensor = repository.get_sensor_def("analytics_freshness")
+    (request,) = sensor.evaluate_tick(build_sensor_context(
+        instance=instance, repository_def=repository, sensor_name="analytics_freshness")).run_requests
+    assert AssetCheckKey(TABLE, "freshness_check") in request.asset_check_keys
+    assert request.tags[RECHECK_TAG] == failed.run_id

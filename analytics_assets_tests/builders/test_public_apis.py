@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from analytics_assets.api.names import CURSOR_AT, table
+from analytics_assets.builders.assets import run_figures
 from analytics_assets_tests.conftest import FAST_RETRY, day_bounds, run_job
 from analytics_assets_tests.standins.apis import ALL
 from analytics_assets_tests.standins.compare import assert_rows_equal, table_rows
@@ -148,7 +149,8 @@ def test_a_start_only_api_keeps_the_days_records_and_leaves_the_later_ones(tmp_p
         assert_rows_equal(loaded(db, "issues"), standin.expected_rows("issues", start, end), standin.row_key("issues"))
         later = len(standin.expected("issues", end, end.replace(year=2030)))
         event = instance.get_latest_materialization_event(AssetKey(["analytics", "issues"]))
-        assert later > 0 and event.asset_materialization.metadata["run_records_past_window_end"].value == later
+        run = run_figures(instance, AssetKey(["analytics", "issues"]), event.run_id)
+        assert later > 0 and run["run_records_past_window_end"].value == later
 
 
 def test_nested_data_becomes_columns_and_child_tables_as_dlt_makes_them(tmp_path: Path,
@@ -179,8 +181,9 @@ def test_nested_data_becomes_columns_and_child_tables_as_dlt_makes_them(tmp_path
         return sorted(repr(sorted(row.items())) for row in table_rows(path, "issues__labels", dataset))
 
     assert labels(db, "analytics") == labels(tmp_path / "plain.duckdb", "standin") != []
-    metadata = instance.get_latest_materialization_event(AssetKey(["analytics", "issues"])).asset_materialization.metadata
-    assert metadata["run_child_table_rows"].value == {"issues__labels": len(labels(db, "analytics"))}
+    event = instance.get_latest_materialization_event(AssetKey(["analytics", "issues"]))
+    metadata = event.asset_materialization.metadata
+    assert run_figures(instance, AssetKey(["analytics", "issues"]), event.run_id)["run_child_table_rows"].value == {"issues__labels": len(labels(db, "analytics"))}
     columns = {column.name for column in metadata["dagster/column_schema"].schema.columns}
     assert {"id", "title", "user__login"} <= columns
 

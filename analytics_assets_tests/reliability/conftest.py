@@ -33,6 +33,7 @@ from analytics_assets_tests.conftest import (
     assert_table_matches,
     day_bounds,
     make_dagster_home,
+    run_figures_of,
     run_job,
     set_api_env,
     table_checksum,
@@ -264,9 +265,11 @@ def materializations(result: Any) -> dict[Optional[str], dict]:
 
 
 def meta(result: Any, key: str, partition: Optional[str] = None) -> Any:
+    """A figure of the run: a day's (on its materialization) or the run's own (`run_*`, recorded
+    once on the run's observation of the table)."""
     by_partition = materializations(result)
     metadata = by_partition[partition] if partition else next(iter(by_partition.values()))
-    return metadata[key].value
+    return {**run_figures_of(result, TABLE_ASSET), **metadata}[key].value
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from analytics_assets.api.definition import BUILT_IN_CONFIG
+from analytics_assets.builders.assets import run_figures
 from analytics_assets_tests.conftest import set_api_env
 from analytics_assets_tests.reliability.conftest import (
     END_DATE,
@@ -138,6 +139,7 @@ def test_secret_and_tokens_never_stored_or_printed(make_api, processes: Processe
         every = instance.fetch_materializations(AssetKey(list(TABLE_ASSET)), limit=100).records
         texts = [repr(latest), repr(latest.asset_materialization.metadata)]
         texts += [repr(record.asset_materialization.metadata) for record in every]
+        texts += [repr(run_figures(instance, AssetKey(list(TABLE_ASSET)), latest.run_id))]  # the run's own figures
     assert "records_fetched" in texts[1]
     assert_absent(forms, "materialization metadata", (text.encode() for text in texts))
 
