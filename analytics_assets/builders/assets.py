@@ -348,6 +348,11 @@ def sync_events(context: AssetExecutionContext, instance: ApiInstance, result: M
             day_metadata["records_fetched"] = MetadataValue.int(counts.by_day.get(partition_key, 0))
         if api_totals.get(partition_key) is not None:
             day_metadata["api_total"] = MetadataValue.int(api_totals[partition_key])
+        if resource.cursor and not counts.by_day.get(partition_key) and not api_totals.get(partition_key):
+            # A quiet day, or a day before the API's data: said, so that it does not read as a fault.
+            said = f"The API holds no `{resource.name}` records for {partition_key}: nothing to load that day."
+            context.log.info(said)
+            day_metadata["api_holds"] = MetadataValue.text(said)
         day_metadata["window_start"] = MetadataValue.timestamp(day.start)
         day_metadata["window_end"] = MetadataValue.timestamp(day.end)
         day_metadata["preview"] = metadata.get(f"{PREVIEW_OF_DAY}{partition_key}", metadata.get("preview"))

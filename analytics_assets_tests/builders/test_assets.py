@@ -137,6 +137,25 @@ def test_retries_are_said_in_the_runs_log(dagster_api, tmp_path):
                                    for n, (level, message) in enumerate(lines, 1)), lines
 
 
+def test_a_day_the_api_holds_nothing_for_says_so_in_the_log_and_on_the_day(dagster_api, warehouse):
+    """Nothing there is not something wrong: a day before the API's data lands no rows, and the run's
+    log and the day's metadata say that the API holds no records for it; a day with records does not."""
+    from dagster import DagsterInstance
+
+    quiet, busy = "2026-11-10", "2026-11-16"
+    assert not dagster_api.records_in_window(*day_bounds(quiet)) and dagster_api.records_in_window(*day_bounds(busy))
+    with DagsterInstance.ephemeral() as instance:
+        result = run_job(first=quiet, last=busy, instance=instance)
+        assert result.success
+        said = [entry.user_message for entry in instance.all_logs(result.run_id) if "holds no" in entry.user_message]
+    by_day = materializations(result)
+    assert by_day[quiet]["dagster/partition_row_count"].value == 0
+    assert "holds no `resource_name` records for 2026-11-10" in by_day[quiet]["api_holds"].value
+    assert "api_holds" not in by_day[busy]
+    assert said == [by_day[quiet]["api_holds"].value] + [
+        by_day[day]["api_holds"].value for day in ("2026-11-11", "2026-11-12", "2026-11-13", "2026-11-14")]
+
+
 def test_a_stopped_api_fails_the_run_naming_its_host_as_unreachable(dagster_api):
     """The run's failure says where and why in one description, and advises the address and the
     server, not more retries; its log said each retry before."""
