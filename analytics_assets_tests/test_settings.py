@@ -9,14 +9,14 @@ from analytics_assets.builders.resources import AnalyticsApiResource
 from analytics_assets.errors import SettingsError
 from analytics_assets.settings import Settings, settings_table, variable
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CONFIGURATION = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
 
 def test_readme_configuration_table_is_the_model():
     """Rendered from `Settings`: a setting added, renamed or re-described without the README fails here."""
-    assert settings_table() in README.read_text(), (
-        "README's configuration table differs from the settings model; paste the output of "
-        "`python -m analytics_assets.settings` into the README")
+    assert settings_table() in CONFIGURATION.read_text(), (
+        "docs/configuration.md's table differs from the settings model; paste the output of "
+        "`python -m analytics_assets.settings` into docs/configuration.md")
 
 
 def test_every_variable_is_named_after_its_field():
