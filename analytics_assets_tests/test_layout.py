@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "analytics_assets"
 # Each module's layer; a module may import its own layer's modules and those of the layers before.
-LAYERS = ["errors", "window", "settings", "api", "warehouse", "builders", "components", "definitions", "cli"]
+LAYERS = ["errors", "window", "processes", "settings", "api", "warehouse", "builders", "components", "definitions", "cli"]
 
 
 def module_name(path: Path) -> str:

@@ -45,6 +45,7 @@ from typing import Any, Callable, Optional
 
 import orjson
 
+from ..processes import alive
 from .urls import Origin
 
 FORMAT = 1
@@ -164,7 +165,7 @@ class SharedBudget:
         now = time.monotonic()
         known = self._alive.get(owner)
         if known is None or now - known[1] > _ALIVE_RECHECK:
-            known = self._alive[owner] = (_process_alive(int(pid_text)), now)
+            known = self._alive[owner] = (alive(int(pid_text)), now)
         return known[0]
 
     # --- the file ---------------------------------------------------------------------------------------
@@ -211,23 +212,6 @@ def _pid_namespace() -> str:
         return os.readlink("/proc/self/ns/pid")
     except OSError:
         return os.uname().nodename
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process `pid` exists and has not exited (a zombie has)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 def _reason(error: OSError) -> str:

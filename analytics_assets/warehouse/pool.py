@@ -16,10 +16,11 @@ rely on Dagster's run monitoring instead (deploy/dagster.yaml).
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple, Optional
 
 from dagster import DagsterEventType, DagsterInstance
+
+from ..processes import alive
 
 
 class PoolLimit(NamedTuple):
@@ -56,7 +57,7 @@ def release_slots_of_dead_runs(instance: DagsterInstance, pool: str) -> list[str
         run = instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:
             pid = _worker_pid(instance, run_id)
-            if pid is None or _alive(pid):
+            if pid is None or alive(pid):
                 continue
             instance.report_run_failed(run, f"Its process (pid {pid}) died; its `{pool}` slot was released.")
         instance.event_log_storage.free_concurrency_slots_for_run(run_id)
@@ -74,17 +75,3 @@ def _worker_pid(instance: DagsterInstance, run_id: str) -> Optional[int]:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
