@@ -41,6 +41,7 @@ from typing import Iterator, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench import _checkout  # noqa: E402 - the project at another commit, as bench.py's --against takes it
 END = date(2026, 11, 20)  # the data's exclusive end: the last day backfilled is the 19th
 CLIENT = ("demo-client", "demo-secret")
 # Runs a command and prints the largest resident set of its processes (Linux: KiB): Dagster waits
@@ -223,20 +224,6 @@ def measure(scenario: Scenario, days: list[str], per_day: int, parts: int, kind:
     return outcome
 
 
-@contextlib.contextmanager
-def checkout(ref: Optional[str], workdir: Path) -> Iterator[Optional[Path]]:
-    """The project at another commit, in a temporary git worktree, for `--against`."""
-    if ref is None:
-        yield None
-        return
-    folder = workdir / "checkout"
-    subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=ROOT, check=True, capture_output=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, capture_output=True)
-
-
 # --- the report --------------------------------------------------------------------------------------
 
 
@@ -268,7 +255,7 @@ def main() -> int:
               f"{'failed':>8}  rows landed")
     try:
         with postgres_server(args.postgres_url) if args.warehouse == "postgres" else contextlib.nullcontext() as server, \
-                checkout(args.against, workdir) as earlier:
+                _checkout(args.against, workdir) as earlier:
             for scenario in chosen:
                 print(scenario.name, flush=True)
                 print(header)
